@@ -1,0 +1,39 @@
+"""Graftzoo's own heads, freeze policies and data formats, registered as a plugin.
+
+They go through the same hooks as any third-party plugin (as pytest ships its
+own features as plugins). Targets are ``module:attr`` strings so that nothing
+heavy is imported until a command uses them.
+"""
+
+from __future__ import annotations
+
+from graftzoo.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_heads(register: Register) -> None:
+    register("linear", "graftzoo.train.heads:linear_head", description="one linear layer (a probe)")
+    register("mlp", "graftzoo.train.heads:mlp_head", description="hidden layer with dropout, then linear")
+    register("token", "graftzoo.train.heads:token_head", description="per-token linear classifier (NER)")
+
+
+@hookimpl
+def register_freeze_policies(register: Register) -> None:
+    register("frozen", "graftzoo.train.policies:Frozen",
+             description="feature extraction: backbone frozen, features cached, head trains")
+    register("full", "graftzoo.train.policies:Full", description="everything trains")
+    register("top-k", "graftzoo.train.policies:TopK", description="the last --unfreeze K groups train")
+    register("gradual", "graftzoo.train.policies:Gradual",
+             description="head first, then one more group every --unfreeze-every N epochs")
+    register("bitfit", "graftzoo.train.policies:BitFit", description="only biases and the head train")
+    register("lora", "graftzoo.train.policies:Lora", description="low-rank adapters (peft) and the head train")
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    register("csv", "graftzoo.data.tabular:load_csv", modality=None,
+             detect="graftzoo.data.tabular:detect_csv",
+             description="CSV with a label column and a text or path column")
+    register("jsonl", "graftzoo.data.tabular:load_jsonl", modality=None,
+             detect="graftzoo.data.tabular:detect_jsonl",
+             description="JSON lines with a label field and a text or path field")

@@ -1,0 +1,31 @@
+"""``graft list``: the zoo's models, filtered."""
+
+from __future__ import annotations
+
+import click
+
+from graftzoo.cli._output import echo_json, format_table
+from graftzoo.registry import MODALITIES, load_registry
+
+
+@click.command("list")
+@click.option("--modality", type=click.Choice(MODALITIES), help="Only models of this modality.")
+@click.option("--task", help="Only models tagged with this task, e.g. image-classification.")
+@click.option("--license", "license_", metavar="LICENSE", help="Only models under this license (e.g. MIT).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+def list_cmd(modality: str | None, task: str | None, license_: str | None, as_json: bool) -> None:
+    """List the models in the registry and in installed plugins.
+
+    Nothing is downloaded and no deep-learning library is imported: this is
+    instant even with every plugin installed.
+    """
+    entries = load_registry().filter(modality=modality, task=task, license=license_)
+    if as_json:
+        keys = ("id", "modality", "backbone", "source", "license", "tasks", "pretrained_on", "origin")
+        echo_json([{k: v for k, v in e.to_dict().items() if k in keys} for e in entries])
+        return
+    if not entries:
+        click.echo("No models match.", err=True)
+        return
+    rows = [[e.id, e.modality, e.backbone, e.license, ",".join(e.tasks), e.source] for e in entries]
+    click.echo(format_table(["id", "modality", "backbone", "license", "tasks", "source"], rows))

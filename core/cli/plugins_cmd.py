@@ -1,0 +1,28 @@
+"""``graft plugins``: installed plugins, what they provide, and their problems."""
+
+from __future__ import annotations
+
+import click
+
+from graftzoo.cli._output import echo_json, format_table
+from graftzoo.plugins import get_plugins
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins_cmd(as_json: bool) -> None:
+    """List plugins with their version, the hooks they implement and their status.
+
+    A plugin that failed to import, raised in a hook or registered a name that
+    another plugin owns is shown with its error; the others keep working.
+    """
+    infos = get_plugins().infos()
+    if as_json:
+        echo_json([i.to_dict() for i in infos])
+        return
+    rows = [
+        [i.name, i.version or ("builtin" if i.builtin else "-"), ",".join(h.removeprefix("register_") for h in i.hooks),
+         "ok" if i.ok else "ERROR: " + "; ".join(i.errors)]
+        for i in infos
+    ]
+    click.echo(format_table(["plugin", "version", "hooks", "status"], rows))

@@ -1,0 +1,294 @@
+"""The plugin manager: entry-point discovery, lazy collection, isolation, collisions.
+
+Plugins are found through the ``graftzoo`` entry-point group and loaded once,
+on first use. Each hook is called plugin by plugin with a ``register``
+callable of its own, so a plugin that fails to import, raises in a hook or
+registers a name someone else owns is recorded against that plugin and skipped:
+it shows up in ``graft plugins`` and never takes the CLI down.
+
+Registered objects may be given as ``"module:attribute"`` strings; they are
+imported only when used (``resolve``), which keeps listing free of torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from graftzoo import hookspecs
+from graftzoo.errors import GraftError, PluginError
+
+ENTRY_POINT_GROUP = "graftzoo"
+BUILTIN_PLUGINS = ("graftzoo.builtins",)
+KINDS = ("backbones", "heads", "datasets", "freeze_policies")
+_KIND_LABEL = {
+    "backbones": "backbone adapter",
+    "heads": "head",
+    "datasets": "dataset",
+    "freeze_policies": "freeze policy",
+}
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One named thing a plugin registered: a backbone adapter, head, dataset or policy."""
+
+    kind: str
+    name: str
+    target: Any  # a callable/class, or "module:attr" imported on first use
+    plugin: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self) -> Any:
+        """The registered object, importing it now if it was given as ``module:attr``."""
+        return resolve(self.target, f"{_KIND_LABEL[self.kind]} {self.name!r} of plugin {self.plugin!r}")
+
+
+def resolve(target: Any, what: str) -> Any:
+    """Import ``"module:attr"`` targets; return anything else unchanged."""
+    if not isinstance(target, str):
+        return target
+    module_name, _, attr = target.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else ():
+            obj = getattr(obj, part)
+    except ImportError as exc:
+        raise PluginError(f"{what}: cannot import {target!r}: {exc}") from exc
+    except AttributeError:
+        raise PluginError(f"{what}: {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+@dataclass
+class PluginInfo:
+    """What ``graft plugins`` shows for one plugin."""
+
+    name: str
+    version: str | None
+    hooks: list[str]
+    builtin: bool
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "hooks": self.hooks,
+            "builtin": self.builtin,
+            "status": "ok" if self.ok else "error",
+            "errors": self.errors,
+        }
+
+
+def _entry_points_enabled() -> bool:
+    return os.environ.get("GRAFTZOO_NO_PLUGINS", "") in ("", "0")
+
+
+class Plugins:
+    """Loads plugins once and collects what they register, kind by kind."""
+
+    def __init__(self, entry_points: bool | None = None) -> None:
+        self.pm = pluggy.PluginManager("graftzoo")
+        self.pm.add_hookspecs(hookspecs)
+        self._use_entry_points = _entry_points_enabled() if entry_points is None else entry_points
+        self._loaded = False
+        self._lock = threading.RLock()
+        self._infos: dict[str, PluginInfo] = {}
+        self._order: list[str] = []
+        self._collected: dict[str, dict[str, Registration]] = {}
+        self._models: list[tuple[str, Any]] | None = None
+
+    # -- loading ---------------------------------------------------------------
+    def load(self) -> None:
+        """Register built-ins and every entry point; safe to call again (no-op)."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            for module_name in BUILTIN_PLUGINS:
+                self.add(importlib.import_module(module_name), module_name, builtin=True)
+            if self._use_entry_points:
+                self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        seen: set[tuple[str, str]] = set()
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if (ep.name, ep.value) in seen:
+                continue  # the same distribution found twice on sys.path
+            seen.add((ep.name, ep.value))
+            version = ep.dist.version if ep.dist is not None else None
+            try:
+                module = ep.load()
+            except Exception as exc:  # noqa: BLE001 - any failure in third-party code is reported
+                self._record(ep.name, version, f"failed to import {ep.value!r}: {type(exc).__name__}: {exc}")
+                continue
+            self.add(module, ep.name, version=version)
+
+    def add(self, plugin: Any, name: str, version: str | None = None, builtin: bool = False) -> None:
+        """Register a plugin object (module or instance) under ``name``."""
+        with self._lock:
+            if name in self._infos and not self._infos[name].errors:
+                self._record(name, version, f"plugin name {name!r} is used by two plugins; the second was skipped")
+                return
+            try:
+                self.pm.register(plugin, name=name)
+            except Exception as exc:  # noqa: BLE001 - pluggy validation errors, name clashes
+                self._record(name, version, f"cannot register: {exc}")
+                return
+            hooks = sorted(impl_name for impl_name in dir(plugin) if impl_name.startswith("register_")
+                           and hasattr(self.pm.hook, impl_name))
+            self._infos[name] = PluginInfo(name, version, hooks, builtin)
+            self._order.append(name)
+            self._collected.clear()
+            self._models = None
+
+    def remove(self, name: str) -> None:
+        """Unregister a plugin (used by ``graftzoo.testing`` to undo ``add``)."""
+        with self._lock:
+            plugin = self.pm.get_plugin(name)
+            if plugin is not None:
+                self.pm.unregister(plugin, name=name)
+            self._infos.pop(name, None)
+            if name in self._order:
+                self._order.remove(name)
+            self._collected.clear()
+            self._models = None
+
+    def _record(self, name: str, version: str | None, error: str) -> None:
+        info = self._infos.get(name)
+        if info is None:
+            info = self._infos[name] = PluginInfo(name, version, [], builtin=False)
+            self._order.append(name)
+        if error not in info.errors:
+            info.errors.append(error)
+
+    def record_problem(self, plugin: str, error: str) -> None:
+        """Attach a problem found later (e.g. a registry collision) to a plugin."""
+        with self._lock:
+            self._record(plugin, None, error)
+
+    # -- collection --------------------------------------------------------------
+    def _impls(self, hook_name: str) -> Iterator[tuple[str, Callable[..., Any]]]:
+        """Hook implementations in plugin registration order (built-ins first)."""
+        by_plugin = {impl.plugin_name: impl.function for impl in getattr(self.pm.hook, hook_name).get_hookimpls()}
+        for name in self._order:
+            if name in by_plugin:
+                yield name, by_plugin[name]
+
+    def collect(self, kind: str) -> dict[str, Registration]:
+        """Everything registered for one kind, by name; collisions recorded, first wins."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        self.load()
+        with self._lock:
+            if kind in self._collected:
+                return self._collected[kind]
+            table: dict[str, Registration] = {}
+            label = _KIND_LABEL[kind]
+            for plugin_name, function in self._impls(f"register_{kind}"):
+                staged: dict[str, Registration] = {}
+
+                def register(name: str, target: Any, _p: str = plugin_name, _s: dict[str, Registration] = staged,
+                             **meta: Any) -> None:
+                    if not isinstance(name, str) or not name:
+                        raise PluginError(f"plugin {_p!r} registered a {label} with no name")
+                    owner = table.get(name) or _s.get(name)
+                    if owner is not None:
+                        raise PluginError(
+                            f"{label} {name!r} is registered by both {owner.plugin!r} and {_p!r}; "
+                            f"uninstall one of them or rename the {label}"
+                        )
+                    _s[name] = Registration(kind, name, target, _p, meta)
+
+                try:
+                    function(register=register)
+                except Exception as exc:  # noqa: BLE001 - third-party hook code
+                    msg = str(exc) if isinstance(exc, GraftError) else (
+                        f"register_{kind} raised {type(exc).__name__}: {exc}"
+                    )
+                    self._record(plugin_name, None, msg)
+                    continue  # nothing of a failing hook is kept
+                table.update(staged)
+            self._collected[kind] = table
+            return table
+
+    def get(self, kind: str, name: str) -> Registration:
+        """One registration, or a ``PluginError`` listing the valid names."""
+        table = self.collect(kind)
+        if name not in table:
+            valid = ", ".join(sorted(table)) or "none installed"
+            raise PluginError(f"unknown {_KIND_LABEL[kind]} {name!r}; valid: {valid}")
+        return table[name]
+
+    def models(self) -> list[tuple[str, Any]]:
+        """(plugin name, raw entry) pairs from ``register_models``; see ``registry.load_registry``."""
+        self.load()
+        with self._lock:
+            if self._models is None:
+                out: list[tuple[str, Any]] = []
+                for plugin_name, function in self._impls("register_models"):
+                    staged: list[tuple[str, Any]] = []
+                    try:
+                        function(register=lambda entry, _p=plugin_name, _s=staged: _s.append((_p, entry)))
+                    except Exception as exc:  # noqa: BLE001
+                        self._record(plugin_name, None, f"register_models raised {type(exc).__name__}: {exc}")
+                        continue
+                    out.extend(staged)
+                self._models = out
+            return self._models
+
+    def register_commands(self, cli: Any) -> None:
+        """Let each plugin add click commands; failures are recorded, not raised."""
+        self.load()
+        for plugin_name, function in self._impls("register_commands"):
+            try:
+                function(cli=cli)
+            except Exception as exc:  # noqa: BLE001
+                self._record(plugin_name, None, f"register_commands raised {type(exc).__name__}: {exc}")
+
+    def infos(self, collect_all: bool = True) -> list[PluginInfo]:
+        """Every plugin with its version, hooks and problems (hooks run first if asked)."""
+        self.load()
+        if collect_all:
+            for kind in KINDS:
+                self.collect(kind)
+            from graftzoo.registry import load_registry
+
+            try:
+                load_registry()
+            except GraftError:
+                pass  # a broken core registry is reported by 'graft list', not here
+        return [self._infos[name] for name in self._order]
+
+
+_plugins: Plugins | None = None
+_plugins_lock = threading.Lock()
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin manager, created on first use."""
+    global _plugins
+    with _plugins_lock:
+        if _plugins is None:
+            _plugins = Plugins()
+        return _plugins
+
+
+def reset_plugins(entry_points: bool | None = None) -> Plugins:
+    """Drop the process-wide manager and start a fresh one (tests, after ``graft install``)."""
+    global _plugins
+    with _plugins_lock:
+        _plugins = Plugins(entry_points)
+        return _plugins

@@ -1,0 +1,318 @@
+"""The model catalogue: ``registry.toml`` files and plugin entries -> ``ModelEntry``.
+
+Parsing is strict: an unknown field, a bad source URI or a missing checksum is
+a ``RegistryError`` naming the file, the entry id and the field, so a broken
+catalogue is caught where it is written rather than when a download fails.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from graftzoo.errors import RegistryError
+
+MODALITIES = ("vision", "text", "audio")
+SCHEMES = ("hf", "pkg", "file")
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*\.[A-Za-z0-9_\-.]+$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_HF_RE = re.compile(
+    r"^hf://(?P<repo>[A-Za-z0-9][\w.\-]*/[\w.\-]+)(?:@(?P<rev>[\w.\-/]+?))?(?:/(?P<path>[^@]+))?$"
+)
+_PKG_RE = re.compile(
+    r"^pkg://(?P<dist>[A-Za-z0-9][\w.\-]*)(?:==(?P<version>[\w.+\-]+))?/(?P<path>.+)$"
+)
+
+_FIELDS = {
+    "id": "arch.tag, e.g. mobilenetv2_100.tv_in1k",
+    "modality": "one of " + ", ".join(MODALITIES),
+    "backbone": "the backbone adapter that builds it, e.g. timm",
+    "source": "hf://org/repo@rev[/path], pkg://dist[==version]/path or file://path",
+    "sha256": "hex sha256 of the source file",
+    "files": "table of relative path -> sha256 for a directory source",
+    "license": "SPDX id of the weights' license",
+    "tasks": "list of tasks, e.g. image-classification",
+    "pretrained_on": "dataset the weights were trained on",
+    "input": "table of preprocessing facts (size, mean, std, sample_rate, ...)",
+    "config": "table of adapter-specific settings",
+    "arch": "architecture name for the adapter (default: the part of id before the dot)",
+    "description": "one line for people",
+    "num_classes": "classes of the original pretrained head, if any",
+}
+_REQUIRED = ("id", "modality", "backbone", "source", "license")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed source URI."""
+
+    scheme: str
+    uri: str
+    repo: str = ""  # hf: org/repo; pkg: distribution name
+    revision: str | None = None  # hf: revision; pkg: version
+    path: str = ""  # file inside the repo/distribution ("" for a whole hf snapshot)
+
+    @property
+    def is_directory(self) -> bool:
+        """True when the source names a directory or a whole snapshot, not one file."""
+        return self.path == "" or self.path.endswith("/")
+
+
+def parse_source(uri: str) -> Source:
+    """Parse ``hf://``, ``pkg://`` and ``file://`` URIs; raise ``ValueError`` on anything else."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme in {uri!r}; use one of " + ", ".join(s + "://" for s in SCHEMES))
+    if scheme == "hf":
+        m = _HF_RE.match(uri)
+        if not m:
+            raise ValueError(f"{uri!r} is not hf://org/repo@revision[/path]")
+        return Source("hf", uri, m["repo"], m["rev"], m["path"] or "")
+    if scheme == "pkg":
+        m = _PKG_RE.match(uri)
+        if not m:
+            raise ValueError(f"{uri!r} is not pkg://dist[==version]/path")
+        return Source("pkg", uri, m["dist"], m["version"], m["path"])
+    if not rest:
+        raise ValueError(f"{uri!r} names no path")
+    return Source("file", uri, path=rest)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model the zoo knows: where its weights are and what they expect."""
+
+    id: str
+    modality: str
+    backbone: str
+    source: str
+    license: str
+    sha256: str | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
+    tasks: tuple[str, ...] = ()
+    pretrained_on: str = ""
+    input: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    arch: str = ""
+    description: str = ""
+    num_classes: int | None = None
+    origin: str = ""  # the file or plugin it came from, for messages
+
+    @property
+    def arch_name(self) -> str:
+        """The architecture an adapter builds: ``arch`` or the id before its first dot."""
+        return self.arch or self.id.split(".", 1)[0]
+
+    @property
+    def parsed_source(self) -> Source:
+        """The source URI, parsed (validated when the entry was built)."""
+        return parse_source(self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (``origin`` included)."""
+        return {
+            "id": self.id,
+            "modality": self.modality,
+            "backbone": self.backbone,
+            "arch": self.arch_name,
+            "source": self.source,
+            "sha256": self.sha256,
+            "files": dict(self.files),
+            "license": self.license,
+            "tasks": list(self.tasks),
+            "pretrained_on": self.pretrained_on,
+            "input": dict(self.input),
+            "config": dict(self.config),
+            "description": self.description,
+            "num_classes": self.num_classes,
+            "origin": self.origin,
+        }
+
+
+def entry_from_dict(data: Mapping[str, Any], origin: str, index: int | None = None) -> ModelEntry:
+    """Validate one raw entry; every problem names ``origin``, the entry and the field."""
+    where = f"{origin}: entry {data.get('id')!r}" if isinstance(data.get("id"), str) else (
+        f"{origin}: entry #{index + 1}" if index is not None else f"{origin}: entry"
+    )
+
+    def fail(fld: str, problem: str) -> RegistryError:
+        return RegistryError(f"{where}, field '{fld}': {problem} (expected {_FIELDS[fld]})")
+
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], _FIELDS, n=1)
+        extra = f"; did you mean '{hint[0]}'?" if hint else "; known fields: " + ", ".join(_FIELDS)
+        raise RegistryError(f"{where}: unknown field '{unknown[0]}'{extra}")
+    for fld in _REQUIRED:
+        if fld not in data:
+            raise fail(fld, "missing")
+        if not isinstance(data[fld], str) or not data[fld].strip():
+            raise fail(fld, "must be a non-empty string")
+    if not _ID_RE.match(data["id"]):
+        raise fail("id", f"{data['id']!r} is not arch.tag")
+    if data["modality"] not in MODALITIES:
+        raise fail("modality", f"unknown modality {data['modality']!r}")
+    try:
+        src = parse_source(data["source"])
+    except ValueError as exc:
+        raise fail("source", str(exc)) from None
+    sha = data.get("sha256")
+    if sha is not None and (not isinstance(sha, str) or not _SHA256_RE.match(sha)):
+        raise fail("sha256", f"{sha!r} is not 64 lowercase hex digits")
+    files = data.get("files", {})
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and _SHA256_RE.match(v) for k, v in files.items()
+    ):
+        raise fail("files", "must map file names to 64-hex sha256 strings")
+    if src.is_directory:
+        if sha is not None:
+            raise fail("sha256", "a directory source is pinned file by file in 'files', not by 'sha256'")
+        if src.scheme != "hf" and not files:
+            raise fail("files", f"missing: {src.scheme}:// directory sources must pin every file")
+    elif sha is None and src.scheme != "hf":
+        # hf:// files are pinned by revision and verified against the hub's LFS sha256.
+        raise fail("sha256", f"missing: every single-file {src.scheme}:// source must be pinned by its sha256")
+    if src.scheme == "hf" and not src.revision:
+        raise fail("source", "hf:// sources must pin a revision: hf://org/repo@REVISION/path")
+    tasks = data.get("tasks", [])
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise fail("tasks", "must be a list of strings")
+    for fld in ("input", "config"):
+        if not isinstance(data.get(fld, {}), dict):
+            raise fail(fld, "must be a table")
+    for fld in ("pretrained_on", "arch", "description"):
+        if not isinstance(data.get(fld, ""), str):
+            raise fail(fld, "must be a string")
+    num_classes = data.get("num_classes")
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+        raise fail("num_classes", "must be a positive integer")
+    return ModelEntry(
+        id=data["id"],
+        modality=data["modality"],
+        backbone=data["backbone"],
+        source=data["source"],
+        license=data["license"],
+        sha256=sha,
+        files=dict(files),
+        tasks=tuple(tasks),
+        pretrained_on=data.get("pretrained_on", ""),
+        input=dict(data.get("input", {})),
+        config=dict(data.get("config", {})),
+        arch=data.get("arch", ""),
+        description=data.get("description", ""),
+        num_classes=num_classes,
+        origin=origin,
+    )
+
+
+def parse_registry_file(path: Path) -> list[ModelEntry]:
+    """Read one registry TOML file (a list of ``[[model]]`` tables)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read registry file: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: malformed TOML: {exc}") from None
+    extra = sorted(set(doc) - {"model"})
+    if extra:
+        raise RegistryError(f"{path}: unknown top-level key '{extra[0]}'; entries go in [[model]] tables")
+    models = doc.get("model", [])
+    if not isinstance(models, list):
+        raise RegistryError(f"{path}: 'model' must be an array of tables ([[model]])")
+    return [entry_from_dict(raw, str(path), i) for i, raw in enumerate(models)]
+
+
+def default_registry_paths() -> list[Path]:
+    """``GRAFTZOO_REGISTRY`` (os.pathsep-separated) or the catalogue shipped with graftzoo."""
+    env = os.environ.get("GRAFTZOO_REGISTRY")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "registry.toml", here.parent / "registry.toml"):
+        if candidate.is_file():
+            return [candidate]
+    return []
+
+
+class Registry:
+    """Entries by id, in catalogue order; two entries with one id are an error."""
+
+    def __init__(self, entries: Iterable[ModelEntry] = ()) -> None:
+        self._entries: dict[str, ModelEntry] = {}
+        for entry in entries:
+            self.add(entry)
+
+    def add(self, entry: ModelEntry) -> None:
+        """Add one entry; raise ``RegistryError`` naming both origins on a duplicate id."""
+        if entry.id in self._entries:
+            first = self._entries[entry.id].origin
+            raise RegistryError(
+                f"{entry.origin}: entry {entry.id!r}, field 'id': duplicate id, already defined in {first}; "
+                "rename one of them"
+            )
+        self._entries[entry.id] = entry
+
+    def get(self, model_id: str) -> ModelEntry:
+        """The entry with this id, or a ``RegistryError`` that suggests close ids."""
+        try:
+            return self._entries[model_id]
+        except KeyError:
+            close = difflib.get_close_matches(model_id, self._entries, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; run 'graft list' to see them"
+            raise RegistryError(f"unknown model {model_id!r}{hint}") from None
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._entries
+
+    def __iter__(self) -> Iterator[ModelEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def filter(
+        self, modality: str | None = None, task: str | None = None, license: str | None = None
+    ) -> list[ModelEntry]:
+        """Entries matching every given criterion (license compared case-insensitively)."""
+        return [
+            e
+            for e in self
+            if (modality is None or e.modality == modality)
+            and (task is None or task in e.tasks)
+            and (license is None or e.license.lower() == license.lower())
+        ]
+
+
+def load_registry(paths: Iterable[Path] | None = None, plugins: bool = True) -> Registry:
+    """The catalogue: registry files, then entries registered by plugins."""
+    registry = Registry()
+    for path in default_registry_paths() if paths is None else paths:
+        for entry in parse_registry_file(Path(path)):
+            registry.add(entry)
+    if plugins:
+        from graftzoo.plugins import get_plugins
+
+        manager = get_plugins()
+        for plugin_name, raw in manager.models():
+            origin = f"plugin {plugin_name!r}"
+            try:
+                if isinstance(raw, ModelEntry):
+                    entry = raw if raw.origin else replace(raw, origin=origin)
+                elif isinstance(raw, Mapping):
+                    entry = entry_from_dict(raw, origin)
+                else:
+                    raise RegistryError(f"{origin}: register_models got {type(raw).__name__}; pass a dict or ModelEntry")
+                registry.add(entry)
+            except RegistryError as exc:
+                # A plugin's bad entry is that plugin's problem: report it, keep the rest of the zoo.
+                manager.record_problem(plugin_name, str(exc))
+    return registry

@@ -1,0 +1,81 @@
+"""The backbone contract every adapter implements.
+
+A backbone is the pretrained network without its original classifier (the
+seeds' "remove the output layer"): it maps a batch to pooled features
+``[B, feature_dim]`` and says how it is layered, from input to output, so that
+freeze policies can talk in groups whatever the architecture.
+
+Adapters are registered with ``register_backbones``::
+
+    register("timm", "graftzoo_vision.backbone:create", modality="vision")
+
+and called as ``factory(entry, weights, options)``: ``entry`` is the
+``ModelEntry``; ``weights`` the local path the source resolved to (a file or a
+directory), or None for random initialisation (``--no-pretrained``, and
+rebuilding a saved run before its own weights are loaded); ``options`` the
+user's preprocessing overrides (e.g. ``{"image_size": 96}``), stored in the run
+so that predict/evaluate rebuild exactly the same input pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from graftzoo.registry import ModelEntry
+
+
+class Backbone(nn.Module):
+    """Base class for adapters: pooled features, ordered groups, preprocessing."""
+
+    modality: str = "vision"
+    feature_dim: int = 0
+    #: True for CNNs, where channels_last memory format pays off on CPU.
+    channels_last: bool = False
+    #: True when ``forward_tokens`` is implemented (token classification).
+    supports_tokens: bool = False
+
+    def groups(self) -> list[tuple[str, nn.Module]]:
+        """Layer groups from input to output; every parameter is in exactly one."""
+        raise NotImplementedError
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        """Pooled features ``[B, feature_dim]``."""
+        raise NotImplementedError
+
+    def forward_tokens(self, batch: Any) -> torch.Tensor:
+        """Per-token (per-word, after sub-word alignment) features ``[B, T, feature_dim]``."""
+        raise NotImplementedError(f"{type(self).__name__} has no token features")
+
+    def preprocessing(self) -> dict[str, Any]:
+        """JSON-ready description of the input pipeline (size, mean/std, tokenizer, sample rate...)."""
+        raise NotImplementedError
+
+    def collate(self, samples: list[Any], train: bool) -> Any:
+        """Turn raw samples (paths, texts, arrays) into a batch for ``forward``.
+
+        ``train`` switches on augmentation; eval collation is deterministic.
+        The result is a tensor or a dict of tensors (moved to the device by
+        the engine).
+        """
+        raise NotImplementedError
+
+    def token_labels(self, batch: Any, word_labels: list[list[int]]) -> torch.Tensor:
+        """Align word-level label ids to the positions ``forward_tokens`` returns ([B, T], -100 = ignore)."""
+        raise NotImplementedError(f"{type(self).__name__} has no token features")
+
+    def lora_targets(self) -> list[str]:
+        """Module name patterns that LoRA adapters attach to (peft ``target_modules``)."""
+        return []
+
+    def extra_files(self) -> dict[str, Path]:
+        """Files a run must keep to rebuild the input pipeline offline (e.g. tokenizer files)."""
+        return {}
+
+
+BackboneFactory = Callable[["ModelEntry", "Path | None", Mapping[str, Any]], Backbone]
