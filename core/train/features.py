@@ -1,0 +1,124 @@
+"""Feature extraction with an on-disk cache (the ``frozen`` policy, ``graft rank``).
+
+A frozen backbone maps the same input to the same features every time, so they
+are computed once and stored under ``$GRAFTZOO_HOME/features/<key>.safetensors``
+where the key hashes (weights identity, preprocessing JSON, backbone class, data
+fingerprint). A second epoch, a second run, or a ranking of several heads over
+the same data read the file instead of running the backbone again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graftzoo.data import LabelledData
+from graftzoo.home import graftzoo_home
+from graftzoo.train.backbone import Backbone
+from graftzoo.train.progress import progress_bar
+
+
+def feature_cache_dir() -> Path:
+    """Where cached features live: ``$GRAFTZOO_HOME/features``."""
+    return graftzoo_home() / "features"
+
+
+def feature_cache_path(backbone: Backbone, data: LabelledData | Sequence[Any], cache_key: str) -> Path:
+    """The cache file for ``backbone`` (identified by ``cache_key``) applied to ``data``."""
+    fingerprint = data.fingerprint() if isinstance(data, LabelledData) else _samples_fingerprint(data)
+    h = hashlib.sha256()
+    for part in (cache_key, type(backbone).__qualname__, json.dumps(backbone.preprocessing(), sort_keys=True,
+                                                                      default=str), fingerprint):
+        h.update(part.encode())
+        h.update(b"\0")
+    return feature_cache_dir() / f"{h.hexdigest()}.safetensors"
+
+
+def _samples_fingerprint(samples: Sequence[Any]) -> str:
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(repr(s).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def extract_features(
+    backbone: Backbone,
+    data: LabelledData | Sequence[Any],
+    batch_size: int = 64,
+    cache_key: str | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Pooled features ``[N, feature_dim]`` (float32, CPU) of every sample, in order.
+
+    The backbone runs in eval mode with deterministic (non-augmenting)
+    collation. With ``cache_key`` (what identifies the weights, e.g.
+    ``graftzoo.train.build.weights_identity(entry, pretrained)``) the result is
+    read from / written to the feature cache; without it nothing is cached.
+    The backbone's train/eval mode is restored afterwards.
+    """
+    samples = data.samples if isinstance(data, LabelledData) else list(data)
+    path = feature_cache_path(backbone, data, cache_key) if cache_key is not None else None
+    if path is not None and path.exists():
+        from safetensors.torch import load_file
+
+        try:
+            cached = load_file(str(path))["features"]
+            if cached.shape[0] == len(samples):
+                return cached
+        except Exception:  # noqa: BLE001 - a corrupt cache file is recomputed, never fatal
+            pass
+    was_training = backbone.training
+    backbone.eval()
+    dev = torch.device(device) if device is not None else next(backbone.parameters()).device
+    chunks: list[torch.Tensor] = []
+    try:
+        with progress_bar("extracting features", total=len(samples), enabled=progress) as advance:
+            for start in range(0, len(samples), batch_size):
+                part = samples[start:start + batch_size]
+                batch = to_device(backbone.collate(list(part), train=False), dev, backbone.channels_last)
+                chunks.append(backbone(batch).float().cpu())
+                advance(len(part))
+    finally:
+        backbone.train(was_training)
+    feats = torch.cat(chunks) if chunks else torch.zeros(0, backbone.feature_dim)
+    if path is not None:
+        _atomic_save({"features": feats.contiguous()}, path)
+    return feats
+
+
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move a tensor or a dict/list of tensors to ``device`` (4-D images to channels_last when asked)."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(to_device(v, device, channels_last) for v in batch)
+    return batch
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,133 @@
+"""registry.toml parsing: every problem names the file, the entry and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graftzoo.errors import RegistryError
+from graftzoo.registry import Registry, entry_from_dict, load_registry, parse_registry_file, parse_source
+
+from .conftest import REPO, run_graft
+
+GOOD = """
+[[model]]
+id = "tiny_cnn.test"
+modality = "vision"
+backbone = "timm"
+source = "file://weights.safetensors"
+sha256 = "{sha}"
+license = "MIT"
+tasks = ["image-classification"]
+"""
+SHA = "a" * 64
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "registry.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_registry_parses_and_pins_every_file() -> None:
+    entries = parse_registry_file(REPO / "registry.toml")
+    assert {e.modality for e in entries} == {"vision", "text", "audio"}
+    for e in entries:
+        src = e.parsed_source
+        if src.scheme == "hf":
+            assert src.revision, e.id
+        elif src.is_directory:
+            assert e.files, e.id
+        else:
+            assert e.sha256 and len(e.sha256) == 64, e.id
+
+
+def test_good_entry(tmp_path: Path) -> None:
+    (entry,) = parse_registry_file(write(tmp_path, GOOD.format(sha=SHA)))
+    assert entry.id == "tiny_cnn.test"
+    assert entry.arch_name == "tiny_cnn"
+    assert entry.tasks == ("image-classification",)
+    assert entry.origin == str(tmp_path / "registry.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[[model]\nid = 1", "malformed TOML"),
+        (GOOD.format(sha=SHA) + 'colour = "red"\n', "unknown field 'colour'"),
+        (GOOD.format(sha=SHA) + 'licence = "MIT"\n', "did you mean 'license'"),
+        (GOOD.format(sha=SHA).replace("file://weights.safetensors", "ftp://x/y"), "field 'source': unknown scheme"),
+        (GOOD.format(sha=SHA).replace("file://weights.safetensors", "hf://org/repo/model.safetensors"),
+         "field 'source': hf:// sources must pin a revision"),
+        (GOOD.format(sha=SHA).replace(f'sha256 = "{SHA}"', ""), "field 'sha256': missing"),
+        (GOOD.format(sha="xyz"), "field 'sha256'"),
+        (GOOD.format(sha=SHA).replace('"vision"', '"smell"'), "field 'modality': unknown modality 'smell'"),
+        (GOOD.format(sha=SHA) + GOOD.format(sha=SHA), "duplicate id"),
+        (GOOD.format(sha=SHA).replace('id = "tiny_cnn.test"', 'id = "notag"'), "field 'id'"),
+        (GOOD.format(sha=SHA).replace('tasks = ["image-classification"]', 'tasks = "x"'), "field 'tasks'"),
+        ('[[model]]\nid = "a.b"\n', "field 'modality': missing"),
+        ('[models]\nx = 1\n', "unknown top-level key 'models'"),
+    ],
+)
+def test_bad_registry_is_one_clear_line(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(RegistryError, match=None) as info:
+        load_registry([path], plugins=False)
+    assert expected in str(info.value)
+    assert str(path) in str(info.value)
+    # The same through the CLI: one line, exit code 1, no traceback.
+    result = run_graft("list", env={"GRAFTZOO_REGISTRY": str(path), "GRAFTZOO_HOME": str(tmp_path / "home")})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert expected in lines[0] and str(path) in lines[0]
+
+
+def test_entry_names_itself_in_errors() -> None:
+    with pytest.raises(RegistryError, match=r"plugin 'p': entry 'a.b', field 'license': missing"):
+        entry_from_dict({"id": "a.b", "modality": "text", "backbone": "x", "source": "file://w"}, "plugin 'p'")
+
+
+def test_directory_sources_pin_files() -> None:
+    base = {"id": "a.b", "modality": "text", "backbone": "x", "license": "MIT"}
+    with pytest.raises(RegistryError, match="field 'files': missing"):
+        entry_from_dict({**base, "source": "pkg://dist==1.0/model/"}, "r.toml")
+    entry = entry_from_dict({**base, "source": "pkg://dist==1.0/model/", "files": {"w.bin": SHA}}, "r.toml")
+    assert entry.parsed_source.is_directory
+    # A whole hub snapshot is pinned by revision (files verified against the hub's LFS sha256).
+    assert entry_from_dict({**base, "source": "hf://org/repo@abc123"}, "r.toml").parsed_source.path == ""
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme", "repo", "revision", "path"),
+    [
+        ("hf://timm/mobilenetv2_100.ra_in1k@0123abc/model.safetensors", "hf", "timm/mobilenetv2_100.ra_in1k",
+         "0123abc", "model.safetensors"),
+        ("hf://org/repo@main", "hf", "org/repo", "main", ""),
+        ("pkg://resemblyzer==0.1.4/resemblyzer/pretrained.pt", "pkg", "resemblyzer", "0.1.4",
+         "resemblyzer/pretrained.pt"),
+        ("pkg://some-dist/a/b.pth", "pkg", "some-dist", None, "a/b.pth"),
+        ("file://weights/w.safetensors", "file", "", None, "weights/w.safetensors"),
+    ],
+)
+def test_parse_source(uri: str, scheme: str, repo: str, revision: str | None, path: str) -> None:
+    src = parse_source(uri)
+    assert (src.scheme, src.repo, src.revision, src.path) == (scheme, repo, revision, path)
+
+
+def test_unknown_id_suggests_close_ones() -> None:
+    registry = Registry(parse_registry_file(REPO / "registry.toml"))
+    with pytest.raises(RegistryError, match=r"did you mean mobilenetv2_100\.tv_in1k"):
+        registry.get("mobilenetv2_100")
+
+
+def test_filter() -> None:
+    registry = Registry(parse_registry_file(REPO / "registry.toml"))
+    assert all(e.modality == "vision" for e in registry.filter(modality="vision"))
+    assert registry.filter(modality="vision")
+    bsd = registry.filter(license="bsd-3-clause")
+    assert "mobilenetv2_100.tv_in1k" in [e.id for e in bsd]
+    assert all(e.license == "BSD-3-Clause" for e in bsd)
+    assert registry.filter(task="no-such-task") == []
