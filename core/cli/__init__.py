@@ -20,6 +20,15 @@ COMMANDS: dict[str, str] = {
     "list": "graftzoo.cli.list_cmd:list_cmd",
     "info": "graftzoo.cli.info:info",
     "plugins": "graftzoo.cli.plugins_cmd:plugins_cmd",
+    "tune": "graftzoo.cli.tune:tune",
+    "evaluate": "graftzoo.cli.evaluate:evaluate",
+    "predict": "graftzoo.cli.predict:predict",
+    "export": "graftzoo.cli.export:export",
+    "pull": "graftzoo.cli.pull:pull_cmd",
+    "cache": "graftzoo.cli.cache:cache_cmd",
+    "push": "graftzoo.cli.push:push_cmd",
+    "rank": "graftzoo.cli.rank:rank",
+    "adapt": "graftzoo.cli.adapt:adapt",
 }
 
 

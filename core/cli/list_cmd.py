@@ -13,12 +13,21 @@ from graftzoo.registry import MODALITIES, load_registry
 @click.option("--task", help="Only models tagged with this task, e.g. image-classification.")
 @click.option("--license", "license_", metavar="LICENSE", help="Only models under this license (e.g. MIT).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
-def list_cmd(modality: str | None, task: str | None, license_: str | None, as_json: bool) -> None:
+@click.option("--hub", "hub_query", metavar="QUERY",
+              help="Search the hub (HF_ENDPOINT) for models an installed adapter can load; * marks registry ones.")
+def list_cmd(modality: str | None, task: str | None, license_: str | None, as_json: bool,
+             hub_query: str | None) -> None:
     """List the models in the registry and in installed plugins.
 
     Nothing is downloaded and no deep-learning library is imported: this is
-    instant even with every plugin installed.
+    instant even with every plugin installed. With --hub, the hub is searched
+    instead (huggingface_hub is imported only then).
     """
+    if hub_query is not None:
+        from graftzoo.cli.list_hub import list_hub
+
+        list_hub(hub_query, as_json)
+        return
     entries = load_registry().filter(modality=modality, task=task, license=license_)
     if as_json:
         keys = ("id", "modality", "backbone", "source", "license", "tasks", "pretrained_on", "origin")

@@ -26,6 +26,7 @@ from graftzoo.errors import TrainingError
 if TYPE_CHECKING:
     import torch
     from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
 
 Forward = Callable[["nn.Module", Any], "torch.Tensor"]
 
@@ -35,7 +36,7 @@ def _call(model: nn.Module, batch: Any) -> torch.Tensor:
     return out
 
 
-def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
     """BatchNorm layers (1d/2d/3d, sync) that keep running statistics."""
     from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -50,6 +51,13 @@ def norm_layers(model: nn.Module) -> list[nn.Module]:
 
     kinds = (_BatchNorm, _InstanceNorm, nn.LayerNorm, nn.GroupNorm)
     return [m for m in model.modules() if isinstance(m, kinds) and getattr(m, "weight", None) is not None]
+
+
+def _affine(layer: nn.Module) -> list[torch.nn.Parameter]:
+    """The scale and shift of a normalisation layer (whichever it has)."""
+    from torch.nn import Parameter
+
+    return [p for p in (getattr(layer, "weight", None), getattr(layer, "bias", None)) if isinstance(p, Parameter)]
 
 
 def adabn(model: nn.Module, batches: Iterable[Any], forward: Forward | None = None) -> int:
@@ -125,7 +133,7 @@ def tent(model: nn.Module, batches: Iterable[Any], steps: int = 1, lr: float = 1
     if not layers:
         raise TrainingError(f"{type(model).__name__} has no normalisation layers with affine parameters; "
                             "TENT has nothing to adapt")
-    params = [p for m in layers for p in (m.weight, m.bias) if p is not None]
+    params = [p for m in layers for p in _affine(m)]
     flags = {p: p.requires_grad for p in model.parameters()}
     for p in model.parameters():
         p.requires_grad_(False)
@@ -144,7 +152,7 @@ def tent(model: nn.Module, batches: Iterable[Any], steps: int = 1, lr: float = 1
                 h = entropy(call(model, batch).float())
                 loss = h.mean()
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 optimiser.step()
                 total += float(h.detach().sum())
                 count += h.numel()

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from graftzoo.errors import ChecksumError, SourceError
+from graftzoo.home import graftzoo_home
 
 CHUNK = 1 << 20
 PART_SUFFIX = ".part"
@@ -35,11 +36,7 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9._\-]")
 
 def home() -> Path:
     """The Graftzoo cache root: ``GRAFTZOO_HOME`` or ``~/.cache/graftzoo`` (read on every call)."""
-    env = os.environ.get("GRAFTZOO_HOME")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "graftzoo"
+    return graftzoo_home()
 
 
 def hf_cache() -> Path:
@@ -216,9 +213,10 @@ def write_verified(
     """
     tmp = temp_beside(dest)
     digest = hashlib.sha256()
-    git = hashlib.sha1(usedforsecurity=False) if expected_git_sha1 and expected_size is not None else None
-    if git is not None:
-        git.update(b"blob %d\0" % expected_size)  # type: ignore[str-bytes-safe]
+    git = None
+    if expected_git_sha1 and expected_size is not None:
+        git = hashlib.sha1(usedforsecurity=False)
+        git.update(b"blob %d\0" % expected_size)
     size = 0
     try:
         with open(tmp, "wb") as fh:

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from graftzoo.errors import PluginError, SourceError, TrainingError
+from graftzoo.errors import PluginError, RegistryError, SourceError, TrainingError
 from graftzoo.registry import ModelEntry, load_registry
 from graftzoo.train.backbone import Backbone
 
@@ -21,7 +21,13 @@ def resolve_entry(model: str | ModelEntry) -> ModelEntry:
     """A ``ModelEntry`` from an id (registry lookup, which lists close matches) or an entry."""
     if isinstance(model, ModelEntry):
         return model
-    return load_registry().get(model)
+    registry = load_registry()
+    try:
+        return registry.get(model)
+    except RegistryError as exc:
+        ids = sorted(e.id for e in registry)
+        listing = ", ".join(ids[:30]) + (" ..." if len(ids) > 30 else "")
+        raise RegistryError(f"{exc}; valid models: {listing or 'none'}") from None
 
 
 def fetch_weights(entry: ModelEntry) -> Path:

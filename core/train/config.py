@@ -35,7 +35,7 @@ class TrainConfig:
     baseline: str | None = None
     hidden: int = 256
     lora_rank: int = 8
-    lora_alpha: float = 16.0
+    lora_alpha: int = 16
     #: adapter options beyond --image-size (e.g. max_length), passed to the backbone factory
     backbone_options: dict[str, Any] = field(default_factory=dict)
     #: loader options (text_column, label_column, ...), passed to the data loader

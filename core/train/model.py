@@ -23,7 +23,8 @@ class GraftModel(nn.Module):
         """Pooled ``[B, D]`` or, for token tasks, per-token ``[B, T, D]`` features."""
         if self.task == "token-classification":
             return self.backbone.forward_tokens(batch)
-        return self.backbone(batch)
+        feats: torch.Tensor = self.backbone(batch)
+        return feats
 
     def forward(self, batch: Any) -> torch.Tensor:
         """Logits ``[B, C]`` (or ``[B, T, C]`` for token tasks)."""

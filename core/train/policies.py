@@ -228,7 +228,7 @@ class Lora(FreezePolicy):
                                 "use top-k or bitfit")
 
     def apply(self, model: GraftModel) -> None:
-        inject_lora(model, int(self.options.get("lora_rank") or 8), float(self.options.get("lora_alpha") or 16))
+        inject_lora(model, int(self.options.get("lora_rank") or 8), int(self.options.get("lora_alpha") or 16))
         set_trainable(model.backbone, False)
         for pname, p in model.backbone.named_parameters():
             if "lora_" in pname:
@@ -239,7 +239,7 @@ class Lora(FreezePolicy):
         return f"lora: rank-{self.options.get('lora_rank') or 8} adapters on the backbone, head trains"
 
 
-def inject_lora(model: GraftModel, rank: int, alpha: float) -> None:
+def inject_lora(model: GraftModel, rank: int, alpha: int) -> None:
     """Insert peft LoRA adapters into ``model.backbone`` in place (also used to rebuild saved runs)."""
     from peft import LoraConfig, inject_adapter_in_model
 
@@ -248,7 +248,7 @@ def inject_lora(model: GraftModel, rank: int, alpha: float) -> None:
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=model.backbone.lora_targets(),
                         bias="none")
     inject_adapter_in_model(config, model.backbone)
-    model.backbone._graftzoo_lora = True
+    setattr(model.backbone, "_graftzoo_lora", True)  # noqa: B010 - nn.Module attribute typing
 
 
 def check_policy(policy: FreezePolicy, model: GraftModel) -> list[str]:

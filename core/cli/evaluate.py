@@ -1,0 +1,54 @@
+"""``graft evaluate``: metrics of a run on labelled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("data")
+@click.option("--split", type=click.Choice(["all", "val"]), default="all", show_default=True,
+              help="val: only the run's held-out split (DATA must be the data the run trained on).")
+@click.option("--format", "data_format", default=None, help="Data format, when it cannot be detected.")
+@click.option("--skip-bad", is_flag=True, help="Skip bad rows/files instead of stopping.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the confusion matrix).")
+def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip_bad: bool, batch_size: int,
+             as_json: bool) -> None:
+    """Evaluate the run in RUN_DIR on DATA: accuracy, loss, n, macro-F1 (entity F1 for token tasks)."""
+    from graftzoo.cli._output import echo_json
+    from graftzoo.data import load_data
+    from graftzoo.errors import DataError
+    from graftzoo.train.run import load_run
+    from graftzoo.train.split import limit_per_class, stratified_split
+
+    run = load_run(run_dir)
+    cfg = run.config
+    dataset = load_data(data, modality=run.entry.modality, format=data_format or (cfg.format if data == cfg.data
+                                                                                  else None),
+                        skip_bad=skip_bad, **cfg.data_options)
+    if split == "val":
+        if dataset.fingerprint() != run.info["data"]["fingerprint"]:
+            raise DataError(f"{data} is not the data {run_dir} was trained on ({run.info['data']['spec']}); "
+                            "--split val re-creates that run's held-out split, so pass the same data")
+        train_idx, val_idx = stratified_split(dataset.labels, cfg.val_split, cfg.seed)
+        if cfg.limit_per_class is not None:
+            train_idx = limit_per_class(train_idx, dataset.labels, cfg.limit_per_class, cfg.seed)
+        if not val_idx:
+            raise DataError(f"{run_dir} was trained with --val-split 0: it has no held-out split")
+        dataset = dataset.subset(val_idx, name=f"{dataset.name} (val split)")
+    if len(dataset) == 0:
+        raise DataError(f"{data}: no labelled samples")
+    metrics = run.evaluate(dataset.samples, dataset.labels, batch_size=batch_size, progress=True)
+    metrics = {"run": str(run_dir), "data": data, "split": split, **metrics}
+    if as_json:
+        echo_json(metrics)
+        return
+    keys = ["accuracy", "loss", "macro_f1", "entity_f1", "entity_precision", "entity_recall"]
+    for key in keys:
+        if key in metrics:
+            click.echo(f"{key:<17} {metrics[key]:.4f}")
+    click.echo(f"{'n':<17} {metrics['n']}")

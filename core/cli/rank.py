@@ -1,0 +1,86 @@
+"""``graft rank``: which backbone to start from, scored on the user's data before fine-tuning."""
+
+from __future__ import annotations
+
+import click
+
+from graftzoo.cli._output import echo_json, format_table
+
+
+@click.command("rank")
+@click.argument("data")
+@click.option("--models", "-m", "model_ids", multiple=True, metavar="ID",
+              help="Candidate model ids (repeatable; ID:scratch = random init). Default: every model of the "
+                   "data's modality.")
+@click.option("--include-scratch", is_flag=True,
+              help="Also score each candidate's architecture at random initialisation, for comparison.")
+@click.option("--modality", type=click.Choice(["vision", "text", "audio"]), default=None,
+              help="Modality of DATA when its format does not say (e.g. a CSV).")
+@click.option("--format", "data_format", default=None, help="Data format when it cannot be detected.")
+@click.option("--limit", type=click.IntRange(min=4), default=None,
+              help="Score a stratified sample of at most N examples (faster).")
+@click.option("--image-size", type=click.IntRange(min=8), default=None,
+              help="Resize images to this size for every vision candidate (less compute).")
+@click.option("--by", type=click.Choice(["logme", "knn", "linear"]), default="logme", show_default=True,
+              help="Score to sort by.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Cross-validation folds of kNN and linear probe.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality: str | None,
+         data_format: str | None, limit: int | None, image_size: int | None, by: str, folds: int,
+         batch_size: int, seed: int, as_json: bool) -> None:
+    """Score candidate backbones for DATA with LogME, kNN and linear-probe accuracy.
+
+    Features are computed once per model and cached (a later 'graft tune
+    --policy frozen' reuses them). Higher is better for every score; LogME
+    compares models on the same data only.
+
+    \b
+    Examples:
+      graft rank digits --include-scratch --image-size 64
+      graft rank data/ --models mobilenetv2_100.tv_in1k --json
+    """
+    import time
+
+    from graftzoo.data import load_data
+    from graftzoo.diagnostics.rank import candidates_for, rank_models, stratified_limit
+    from graftzoo.errors import DataError
+    from graftzoo.registry import load_registry
+
+    if modality is None and model_ids:
+        modality = load_registry().get(model_ids[0].partition(":")[0]).modality
+    dataset = load_data(data, modality=modality, format=data_format)
+    modality = modality or dataset.modality
+    if modality is None:
+        raise DataError(f"{data}: cannot tell the data's modality; pass --modality or --models")
+    total = len(dataset)
+    dataset = stratified_limit(dataset, limit, seed)
+    candidates = candidates_for(modality, model_ids, include_scratch)
+    options = {"image_size": image_size} if image_size is not None else {}
+    start = time.perf_counter()
+    results = rank_models(dataset, candidates, options=options, by=by, batch_size=batch_size, folds=folds,
+                          seed=seed, progress=not as_json)
+    elapsed = time.perf_counter() - start
+    if as_json:
+        echo_json({"data": dataset.name, "samples": len(dataset), "samples_total": total,
+                   "classes": len(dataset.classes), "by": by, "seconds": elapsed,
+                   "results": [r.to_dict() for r in results]})
+        return
+    rows = []
+    for i, r in enumerate(results, 1):
+        name = r.model if r.pretrained else f"{r.model} (random init)"
+        if r.error is not None:
+            rows.append(["-", name, "-", "-", "-", f"{r.seconds:.1f}", f"failed: {r.error}"])
+            continue
+        rows.append([str(i), name, f"{r.logme:.4f}", f"{r.knn:.3f}", f"{r.linear:.3f}", f"{r.seconds:.1f}",
+                     "cached features" if r.cached else ""])
+    click.echo(f"{dataset.name}: {len(dataset)} samples"
+               f"{f' (of {total})' if len(dataset) != total else ''}, {len(dataset.classes)} classes; "
+               f"sorted by {by}")
+    click.echo(format_table(["#", "model", "logme", "knn", "linear", "seconds", "note"], rows))
+    click.echo(f"total {elapsed:.1f} s")
+    failed = [r for r in results if r.error is not None]
+    if failed and len(failed) == len(results):
+        raise click.ClickException("every candidate failed; see the table above")

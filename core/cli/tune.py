@@ -1,0 +1,119 @@
+"""``graft tune``: fine-tune a model on your data (or ``--resume`` a run)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from graftzoo.errors import TrainingError
+
+
+def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
+        try:
+            out[key] = int(value)
+        except ValueError:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
+@click.command("tune")
+@click.argument("model", required=False)
+@click.argument("data", required=False)
+@click.option("--policy", default="frozen", show_default=True,
+              help="Freeze policy: frozen, full, top-k, gradual, bitfit, lora (or a plugin's).")
+@click.option("--head", default="linear", show_default=True, help="Head: linear, mlp, token (or a plugin's).")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate of the head and top group.")
+@click.option("--lr-decay", type=float, default=1.0, show_default=True,
+              help="Layer-wise decay: group i from the top learns at lr*F^i.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True, help="AdamW weight decay.")
+@click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout in the head.")
+@click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units of the mlp head.")
+@click.option("--l2sp", type=float, default=0.0, show_default=True, help="L2-SP penalty toward pretrained weights.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--image-size", type=click.IntRange(min=8), default=None, help="Input size (vision): smaller is faster.")
+@click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Held-out fraction, stratified and seeded.")
+@click.option("--limit-per-class", type=click.IntRange(min=1), default=None, help="Few-shot: at most N per class.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--early-stopping", type=click.IntRange(min=1), default=None, metavar="PATIENCE",
+              help="Stop after PATIENCE epochs without a lower validation loss; keep the best epoch.")
+@click.option("--unfreeze", type=int, default=None, metavar="K", help="top-k: how many top groups train.")
+@click.option("--unfreeze-every", type=int, default=None, metavar="N", help="gradual: one more group every N epochs.")
+@click.option("--lora-rank", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--format", "data_format", default=None, help="Data format, when it cannot be detected.")
+@click.option("--skip-bad", is_flag=True, help="Skip bad rows/files instead of stopping.")
+@click.option("--text-column", default=None, help="Text column of csv/jsonl data (default: text).")
+@click.option("--label-column", default=None, help="Label column of csv/jsonl data (default: label).")
+@click.option("--path-column", default=None, help="File-path column of csv/jsonl data (default: path).")
+@click.option("--backbone-option", "backbone_options", multiple=True, metavar="KEY=VALUE",
+              help="Extra adapter option (e.g. max_length=64); repeatable.")
+@click.option("--pretrained/--no-pretrained", default=True, show_default=True,
+              help="Start from the pretrained weights, or from random initialisation.")
+@click.option("--baseline", type=click.Choice(["scratch"]), default=None,
+              help="Also train from scratch with the same budget and report the transfer gain.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<model>-...).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, metavar="RUN_DIR",
+              help="Continue an interrupted run.")
+@click.option("--json", "as_json", is_flag=True, help="Print graft.json of the finished run.")
+def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool, out: Path | None,
+         overwrite: bool, backbone_options: tuple[str, ...], text_column: str | None, label_column: str | None,
+         path_column: str | None, data_format: str | None, **options: Any) -> None:
+    """Fine-tune MODEL on DATA (a path, or a registered dataset name) and write a run directory.
+
+    \b
+    Examples:
+      graft tune mobilenetv2_100.tv_in1k digits --policy frozen --image-size 64
+      graft tune mobilenetv2_100.tv_in1k photos/ --policy top-k --unfreeze 2 --lr-decay 0.5
+      graft tune --resume runs/mobilenetv2_100.tv_in1k-top-k-20260101-120000
+    """
+    from graftzoo.cli._output import echo_json
+
+    echo = click.echo
+    if resume is not None:
+        from graftzoo.train.engine import resume as resume_run
+
+        info = _interruptible(lambda: resume_run(resume, model, echo=echo))
+    else:
+        if model is None or data is None:
+            raise click.UsageError("MODEL and DATA are required (or --resume RUN_DIR)")
+        from graftzoo.plugins import get_plugins
+        from graftzoo.train.build import resolve_entry
+        from graftzoo.train.config import TrainConfig
+        from graftzoo.train.engine import train
+
+        # Fail on a bad model, policy or head before anything heavy happens.
+        resolve_entry(model)
+        get_plugins().get("freeze_policies", options["policy"])
+        get_plugins().get("heads", options["head"])
+        data_options = {k: v for k, v in (("text_column", text_column), ("label_column", label_column),
+                                          ("path_column", path_column)) if v is not None}
+        config = TrainConfig(model=model, data=data, format=data_format,
+                             backbone_options=_key_values(backbone_options, "--backbone-option"),
+                             data_options=data_options, **options)
+        if out is None:
+            out = Path("runs") / f"{model}-{config.policy}-{time.strftime('%Y%m%d-%H%M%S')}"
+        echo(f"tuning {model} on {data} with policy {config.policy} -> {out}")
+        target = out
+        info = _interruptible(lambda: train(config, target, overwrite=overwrite, echo=echo))
+    if as_json:
+        echo_json(info)
+
+
+def _interruptible(fn: Any) -> Any:
+    try:
+        return fn()
+    except KeyboardInterrupt:  # outside the epoch loop (e.g. while loading data): nothing was checkpointed
+        raise TrainingError("interrupted before the first epoch ended; nothing to resume") from None

@@ -1,0 +1,126 @@
+"""Publishing runs to a hub and searching it: ``graft push`` and ``graft list --hub``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from graftzoo.errors import SourceError
+from graftzoo.sources._hf import endpoint, offline, retrying, token
+
+RUN_FILES = ("model.safetensors", "graft.json", "README.md")
+
+# Which hub models an adapter can load, for adapters that do not say so themselves
+# (a backbone registration may pass hub_libraries=(...) and hub_tasks=(...) as metadata).
+DEFAULT_HUB_MATCH: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "timm": (("timm",), ()),
+    "hf-encoder": (("transformers", "sentence-transformers"),
+                   ("feature-extraction", "fill-mask", "sentence-similarity", "text-classification",
+                    "token-classification")),
+    "hf-audio": (("transformers",), ("audio-classification", "automatic-speech-recognition",
+                                     "feature-extraction")),
+}
+
+
+def _card(run_dir: Path, repo_id: str) -> bytes:
+    """A minimal model card from graft.json, for runs that have no README.md."""
+    try:
+        meta = json.loads((run_dir / "graft.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    base = meta.get("entry_id") or meta.get("model") or "unknown"
+    lines = ["---", "library_name: graftzoo", "tags: [graftzoo, transfer-learning]", "---", "",
+             f"# {repo_id}", "", f"Fine-tuned with Graftzoo from `{base}`.", ""]
+    if isinstance(meta.get("metrics"), dict):
+        lines += ["## Metrics", ""] + [f"- {k}: {v}" for k, v in meta["metrics"].items()] + [""]
+    return "\n".join(lines).encode()
+
+
+def push(run_dir: Path, repo_id: str, private: bool = False) -> str:
+    """Upload a run (model.safetensors, graft.json, README.md) to ``repo_id``; return the commit URL."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    run_dir = Path(run_dir)
+    missing = [name for name in RUN_FILES[:2] if not (run_dir / name).is_file()]
+    if missing:
+        raise SourceError(f"{run_dir}: not a run directory, {', '.join(missing)} missing; pass the folder that "
+                          "'graft tune' wrote")
+    if offline():
+        raise SourceError("HF_HUB_OFFLINE is set: cannot push; unset it to publish")
+    if "/" not in repo_id or repo_id.count("/") != 1:
+        raise SourceError(f"{repo_id!r} is not ORG/REPO; name the target repository, e.g. me/my-model")
+    api = HfApi(endpoint=endpoint(), token=token())
+    where = f"push to {endpoint()}/{repo_id}"
+    retrying(lambda: api.create_repo(repo_id, private=private, exist_ok=True), where)
+    readme = run_dir / "README.md"
+    ops = [
+        CommitOperationAdd(path_in_repo="model.safetensors", path_or_fileobj=str(run_dir / "model.safetensors")),
+        CommitOperationAdd(path_in_repo="graft.json", path_or_fileobj=str(run_dir / "graft.json")),
+        CommitOperationAdd(path_in_repo="README.md",
+                           path_or_fileobj=str(readme) if readme.is_file() else _card(run_dir, repo_id)),
+    ]
+    info = retrying(lambda: api.create_commit(repo_id, operations=ops,
+                                              commit_message=f"Upload {run_dir.name} with graft push"), where)
+    return str(getattr(info, "commit_url", None) or f"{endpoint()}/{repo_id}")
+
+
+@dataclass(frozen=True)
+class HubHit:
+    """A hub model that an installed backbone adapter can load."""
+
+    repo_id: str
+    adapter: str
+    library: str | None
+    task: str | None
+    in_registry: list[str]  # registry ids whose source is this repository
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"repo_id": self.repo_id, "adapter": self.adapter, "library": self.library, "task": self.task,
+                "in_registry": self.in_registry}
+
+
+def _matchers() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    from graftzoo.plugins import get_plugins
+
+    out = {}
+    for name, reg in get_plugins().collect("backbones").items():
+        libs = reg.meta.get("hub_libraries")
+        tasks = reg.meta.get("hub_tasks", ())
+        if libs:
+            out[name] = (tuple(libs), tuple(tasks))
+        elif name in DEFAULT_HUB_MATCH:
+            out[name] = DEFAULT_HUB_MATCH[name]
+    return out
+
+
+def search(query: str, limit: int = 50) -> list[HubHit]:
+    """Hub models matching ``query`` that a registered adapter can load, marked when in the registry."""
+    from huggingface_hub import HfApi
+
+    from graftzoo.registry import load_registry
+
+    if offline():
+        raise SourceError("HF_HUB_OFFLINE is set: cannot search the hub; unset it, or use 'graft list'")
+    api = HfApi(endpoint=endpoint(), token=token())
+    where = f"search {endpoint()} for {query!r}"
+    models = retrying(lambda: list(api.list_models(search=query, limit=limit)), where)
+    known: dict[str, list[str]] = {}
+    for entry in load_registry():
+        src = entry.parsed_source
+        if src.scheme == "hf":
+            known.setdefault(src.repo, []).append(entry.id)
+    matchers = _matchers()
+    hits = []
+    for model in models:
+        library = getattr(model, "library_name", None)
+        task = getattr(model, "pipeline_tag", None)
+        tags = set(getattr(model, "tags", None) or ())
+        for adapter, (libs, tasks) in matchers.items():
+            if (library in libs or tags & set(libs)) and (not tasks or task in tasks):
+                hits.append(HubHit(model.id, adapter, library, task, known.get(model.id, [])))
+                break
+    return hits

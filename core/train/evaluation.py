@@ -1,0 +1,85 @@
+"""Running a model over samples: logits, probabilities and metrics, for classification and token tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from graftzoo.train.features import to_device
+from graftzoo.train.metrics import classification_metrics, entity_f1
+from graftzoo.train.model import GraftModel
+from graftzoo.train.progress import progress_bar
+
+IGNORE = -100
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter (CPU for a model without parameters)."""
+    return next(iter(model.parameters()), torch.empty(0)).device
+
+
+@torch.no_grad()
+def classify(model: GraftModel, samples: Sequence[Any], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+    """Logits ``[N, C]`` of ``samples`` in eval mode (the model's mode is restored)."""
+    was = model.training
+    model.eval()
+    dev = model_device(model)
+    out: list[torch.Tensor] = []
+    try:
+        with progress_bar("predicting", total=len(samples), enabled=progress) as advance:
+            for start in range(0, len(samples), batch_size):
+                part = list(samples[start:start + batch_size])
+                batch = to_device(model.backbone.collate(part, train=False), dev, model.backbone.channels_last)
+                out.append(model(batch).float().cpu())
+                advance(len(part))
+    finally:
+        model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+@torch.no_grad()
+def tag(model: GraftModel, samples: Sequence[Sequence[str]], batch_size: int = 32) -> list[torch.Tensor]:
+    """Per-word logits ``[len(words), C]`` for each sample (token classification)."""
+    was = model.training
+    model.eval()
+    dev = model_device(model)
+    result: list[torch.Tensor] = []
+    try:
+        for start in range(0, len(samples), batch_size):
+            part = [list(s) for s in samples[start:start + batch_size]]
+            batch = model.backbone.collate(part, train=False)
+            positions = model.backbone.token_labels(batch, [[0] * len(words) for words in part])
+            logits = model(to_device(batch, dev)).float().cpu()
+            for b in range(len(part)):
+                result.append(logits[b][positions[b] != IGNORE])
+    finally:
+        model.train(was)
+    return result
+
+
+def evaluate_samples(model: GraftModel, samples: Sequence[Any], targets: Sequence[Any], classes: Sequence[str],
+                     batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
+    """Metrics of ``model`` on labelled samples; ``targets`` are class ids (or per-word id lists)."""
+    if model.task == "token-classification":
+        per_word = tag(model, samples, batch_size)
+        return token_metrics(per_word, targets, classes)
+    logits = classify(model, samples, batch_size, progress=progress)
+    return classification_metrics(logits, torch.tensor(list(targets), dtype=torch.long), len(classes))
+
+
+def token_metrics(per_word: Sequence[torch.Tensor], targets: Sequence[Sequence[int]],
+                  classes: Sequence[str]) -> dict[str, Any]:
+    """Word-level accuracy/loss/macro-F1 plus entity-level F1 (BIO tags)."""
+    flat_logits = torch.cat(list(per_word)) if per_word else torch.zeros(0, len(classes))
+    flat_targets = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
+    if flat_logits.shape[0] != flat_targets.shape[0]:
+        raise ValueError(f"{flat_logits.shape[0]} word predictions for {flat_targets.shape[0]} word labels: "
+                         "the backbone's token_labels() does not mark exactly one position per word")
+    metrics = classification_metrics(flat_logits, flat_targets, len(classes))
+    true_tags = [[classes[t] for t in seq] for seq in targets]
+    pred_tags = [[classes[int(i)] for i in w.argmax(-1)] for w in per_word]
+    metrics.update(entity_f1(true_tags, pred_tags))
+    metrics["n_sequences"] = len(targets)
+    return metrics

@@ -1,0 +1,90 @@
+"""Exporting a run: ONNX (example batch saved with the run -> probabilities) or standalone safetensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from graftzoo.errors import TrainingError
+from graftzoo.train.model import GraftModel
+
+EXAMPLE = "example_input.safetensors"
+
+
+def save_example(model: GraftModel, samples: list[Any], out: Path) -> None:
+    """Store one collated batch beside the run so ONNX export can trace it without the data."""
+    from safetensors.torch import save_file
+
+    batch = model.backbone.collate(samples, train=False)
+    tensors = {"input": batch} if isinstance(batch, torch.Tensor) else dict(batch)
+    if not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        return  # a batch that is not tensors cannot be traced; ONNX export will say so
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / EXAMPLE))
+
+
+class _Probabilities(nn.Module):
+    """Positional tensors in -> class probabilities out (ONNX needs positional inputs)."""
+
+    def __init__(self, model: GraftModel, keys: list[str] | None) -> None:
+        super().__init__()
+        self.model = model
+        self.keys = keys
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        batch: Any = dict(zip(self.keys, inputs, strict=True)) if self.keys else inputs[0]
+        probs: torch.Tensor = self.model(batch).softmax(-1)
+        return probs
+
+
+def export_run(run_dir: str | Path, fmt: str, out: Path | None = None, overwrite: bool = False) -> Path:
+    """Write ``model.onnx`` or ``model.safetensors`` for the run; returns the path."""
+    from graftzoo.train.run import load_run
+
+    run = load_run(run_dir)
+    path = Path(out) if out is not None else run.path / "export" / f"model.{fmt}"
+    if path.exists() and not overwrite:
+        raise TrainingError(f"{path} already exists; pass --overwrite or --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"model": run.entry.id, "labels": json.dumps(run.classes), "task": run.task,
+            "preprocessing": json.dumps(run.preprocessing, default=str)}
+    if fmt == "safetensors":
+        from graftzoo.train.run import save_weights
+
+        save_weights(run.model, path, metadata=meta)
+        return path
+    if fmt != "onnx":
+        raise TrainingError(f"unknown export format {fmt!r}; use onnx or safetensors")
+    return _export_onnx(run.model, run.path, path, meta)
+
+
+def _export_onnx(model: GraftModel, run_dir: Path, path: Path, meta: dict[str, str]) -> Path:
+    from safetensors.torch import load_file
+
+    example = run_dir / EXAMPLE
+    if not example.is_file():
+        raise TrainingError(f"{run_dir}: no {EXAMPLE} (its backbone's batches are not plain tensors), so it cannot "
+                            "be traced to ONNX; export --format safetensors instead")
+    tensors = load_file(str(example))
+    keys = None if list(tensors) == ["input"] else sorted(tensors)
+    inputs = tuple(tensors[k] for k in (keys or ["input"]))
+    names = keys or ["input"]
+    wrapper = _Probabilities(model.float().eval(), keys)
+    dynamic = {n: {0: "batch"} for n in names}
+    dynamic["probabilities"] = {0: "batch"}
+    try:
+        torch.onnx.export(wrapper, inputs, str(path), input_names=names, output_names=["probabilities"],
+                          dynamic_axes=dynamic, dynamo=False)
+    except Exception as exc:  # tracing failures come in many types; report them as one
+        raise TrainingError(f"ONNX export of {meta['model']} failed: {type(exc).__name__}: {exc}") from exc
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    return path

@@ -1,0 +1,150 @@
+"""What a run leaves for people: metrics.jsonl, PNG plots, the README.md model card, the baseline verdict."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from graftzoo.train.run import INFO, write_json_atomic
+
+
+def write_metrics(out: Path, history: Sequence[dict[str, Any]]) -> None:
+    """metrics.jsonl: one JSON object per epoch (rewritten whole, so a resume never duplicates lines)."""
+    tmp = out / ".metrics.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
+    tmp.replace(out / "metrics.jsonl")
+
+
+def write_plots(out: Path, history: Sequence[dict[str, Any]], final: dict[str, Any], classes: Sequence[str]) -> None:
+    """curves.png (loss and accuracy per epoch) and confusion.png (final validation confusion matrix)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for split in ("train", "val"):
+            values = [row.get(f"{split}_{metric}") for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, marker="o", label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=80)
+    plt.close(fig)
+    confusion = final.get("confusion")
+    if confusion:
+        size = max(4.0, 0.4 * len(classes) + 2)
+        fig, ax = plt.subplots(figsize=(size, size))
+        ax.imshow(confusion, cmap="Blues")
+        ticks = range(len(classes))
+        ax.set_xticks(list(ticks), list(classes), rotation=90)
+        ax.set_yticks(list(ticks), list(classes))
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        if len(classes) <= 20:
+            for i, row in enumerate(confusion):
+                for j, v in enumerate(row):
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "confusion.png", dpi=80)
+        plt.close(fig)
+
+
+def _yaml_list(items: Sequence[str]) -> str:
+    return "".join(f"\n- {json.dumps(i)}" for i in items)
+
+
+def write_card(out: Path, info: dict[str, Any]) -> None:
+    """README.md in the Hugging Face model-card format (YAML metadata, then prose and tables)."""
+    entry, config, final = info["entry"], info["config"], info.get("final") or {}
+    task = "token-classification" if info["task"] == "token-classification" else {
+        "vision": "image-classification", "text": "text-classification", "audio": "audio-classification"
+    }.get(entry["modality"], "other")
+    meta = [
+        "---",
+        "library_name: graftzoo",
+        f"license: {entry['license'].lower()}",
+        f"base_model: {json.dumps(info['model'])}",
+        f"pipeline_tag: {task}",
+        "tags:" + _yaml_list(["graftzoo", "transfer-learning", f"policy-{config['policy']}", entry["modality"]]),
+    ]
+    if final:
+        meta += [
+            "model-index:",
+            f"- name: {json.dumps(out.name)}",
+            "  results:",
+            "  - task:",
+            f"      type: {task}",
+            "    dataset:",
+            f"      name: {json.dumps(info['data']['name'])}",
+            f"      type: {json.dumps(info['data']['spec'])}",
+            "    metrics:",
+            "    - type: accuracy",
+            f"      value: {final['accuracy']:.4f}",
+            "    - type: f1",
+            f"      value: {final['macro_f1']:.4f}",
+        ]
+    meta.append("---")
+    lines = [
+        f"# {out.name}",
+        "",
+        f"{info['model']} ({entry.get('pretrained_on') or 'pretrained'}) fine-tuned with Graftzoo on "
+        f"`{info['data']['spec']}` ({info['data']['n_train']} training / {info['data']['n_val']} validation samples, "
+        f"{len(info['labels'])} classes).",
+        "",
+        "## Training",
+        "",
+        f"- policy: {info['policy']['description']}",
+        f"- head: {config['head']}, epochs: {config['epochs']} (ran {len(info['epochs'])}), batch size "
+        f"{config['batch_size']}, lr {config['lr']}, lr decay {config['lr_decay']}, weight decay "
+        f"{config['weight_decay']}, dropout {config['dropout']}, L2-SP {config['l2sp']}",
+        f"- pretrained: {config['pretrained']}, seed {config['seed']}, validation split {config['val_split']}",
+        f"- preprocessing: `{json.dumps(info['preprocessing'], default=str)}`",
+        f"- libraries: {', '.join(f'{k} {v}' for k, v in info['versions'].items())}",
+        "",
+    ]
+    if final:
+        lines += ["## Validation results", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                  for k, v in final.items() if k != "confusion"]
+        lines.append("")
+    baseline = info.get("baseline")
+    if baseline:
+        lines += ["## Transfer vs. training from scratch", "", baseline["verdict"], ""]
+    lines += ["## Per-epoch metrics", "", "| epoch | train loss | train acc | val loss | val acc |",
+              "|---|---|---|---|---|"]
+    for row in info["epochs"]:
+        lines.append(f"| {row['epoch']} | {row['train_loss']:.4f} | {row['train_accuracy']:.4f} | "
+                     f"{row.get('val_loss', float('nan')):.4f} | {row.get('val_accuracy', float('nan')):.4f} |")
+    lines += ["", "## Use", "", "```", f"graft predict {out} INPUT...", f"graft evaluate {out} DATA", "```",
+              "", f"Labels: {', '.join(info['labels'])}", ""]
+    (out / "README.md").write_text("\n".join([*meta, "", *lines]), encoding="utf-8")
+
+
+def compare_baseline(out: Path, info: dict[str, Any], base: dict[str, Any],
+                     echo: Callable[[str], None] | None) -> dict[str, Any]:
+    """Record pretrained-vs-scratch accuracy in graft.json and the card; flag negative transfer."""
+    ours = (info.get("final") or {}).get("accuracy")
+    theirs = (base.get("final") or {}).get("accuracy")
+    if ours is None or theirs is None:
+        verdict = "no validation split, so the scratch baseline cannot be compared"
+        gain = None
+    else:
+        gain = ours - theirs
+        verdict = (f"pretrained {ours:.4f} vs scratch {theirs:.4f} validation accuracy: "
+                   f"gain {gain:+.4f}" + (" -- NEGATIVE TRANSFER: the pretrained start hurt; try another model, "
+                                          "another policy or more data" if gain < 0 else ""))
+    info = {**info, "baseline": {"kind": "scratch", "run": "baseline", "accuracy": theirs, "gain": gain,
+                                 "negative_transfer": gain is not None and gain < 0, "verdict": verdict}}
+    write_json_atomic(out / INFO, info)
+    write_card(out, info)
+    if echo is not None:
+        echo(verdict)
+    return info

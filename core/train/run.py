@@ -1,0 +1,210 @@
+"""Run directories: writing graft.json and weights, and ``load_run`` to use a finished run.
+
+A run directory holds ``model.safetensors`` (backbone + head, LoRA adapters
+included), ``graft.json`` (entry, options, preprocessing, labels, metrics,
+versions), a README.md model card, ``metrics.jsonl`` and PNG plots. Everything
+needed to rebuild the model offline is in it: the backbone is rebuilt from the
+stored entry at random initialisation and the run's weights are loaded on top.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graftzoo.errors import TrainingError
+from graftzoo.registry import ModelEntry, entry_from_dict
+from graftzoo.train.config import TrainConfig
+from graftzoo.train.evaluation import classify, evaluate_samples, tag
+from graftzoo.train.model import GraftModel
+
+RUN_FORMAT = "graftzoo-run/1"
+WEIGHTS = "model.safetensors"
+INFO = "graft.json"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temp file beside ``path`` and rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=_json_default)
+            fh.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_info(run_dir: Path) -> dict[str, Any]:
+    """The run's graft.json, or a ``TrainingError`` saying it is not a run directory."""
+    path = Path(run_dir) / INFO
+    if not path.is_file():
+        raise TrainingError(f"{run_dir}: not a Graftzoo run directory (no {INFO}); pass a directory 'graft tune' "
+                            "wrote")
+    try:
+        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"{path}: unreadable ({exc}); the run directory is damaged") from exc
+    if info.get("format") != RUN_FORMAT:
+        raise TrainingError(f"{path}: unknown run format {info.get('format')!r} (expected {RUN_FORMAT})")
+    return info
+
+
+def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """``model``'s state as safetensors, written atomically (shared tensors handled by safetensors)."""
+    from safetensors.torch import save_model
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_model(model, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a run depends on (for graft.json and the model card)."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in ("graftzoo", "torch", "accelerate", "peft", "safetensors", "timm", "transformers"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def stored_entry(info: dict[str, Any]) -> ModelEntry:
+    """The registry entry a run was trained from, as stored in its graft.json."""
+    raw = {k: v for k, v in info["entry"].items() if k != "origin" and v not in (None, "", [], {})}
+    return entry_from_dict(raw, origin=f"graft.json of run {info.get('model')}")
+
+
+def build_model(entry: ModelEntry, config: TrainConfig, num_classes: int, task: str, pretrained: bool,
+                extra_options: dict[str, Any] | None = None) -> GraftModel:
+    """Backbone (through its plugin) + head, as configured; no policy applied yet."""
+    from graftzoo.train.build import build_backbone
+
+    options = {**config.adapter_options(), **(extra_options or {})}
+    backbone = build_backbone(entry, pretrained=pretrained, options=options)
+    if task == "token-classification" and not backbone.supports_tokens:
+        raise TrainingError(f"{entry.id}: its backbone adapter {entry.backbone!r} has no token features; "
+                            "token classification needs a text encoder")
+    head_name = "token" if task == "token-classification" and config.head == "linear" else config.head
+    head = _build_head(head_name, backbone.feature_dim, num_classes, config)
+    return GraftModel(backbone, head, task)
+
+
+def _build_head(name: str, dim: int, n: int, config: TrainConfig) -> torch.nn.Module:
+    from graftzoo.train.build import build_head
+
+    return build_head(name, dim, n, **config.head_options())
+
+
+@dataclass
+class Run:
+    """A finished (or interrupted) run, loaded for predict/evaluate/export/diagnostics."""
+
+    path: Path
+    info: dict[str, Any]
+    config: TrainConfig
+    entry: ModelEntry
+    model: GraftModel
+    classes: list[str]
+    task: str
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The input pipeline the run was trained with."""
+        pre: dict[str, Any] = self.info.get("preprocessing", {})
+        return pre
+
+    def predict(self, samples: Sequence[Any], batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities ``[N, C]`` (columns in ``classes`` order).
+
+        For token classification, ``samples`` are lists of words and the result
+        is ``[N, T, C]`` with T the longest sentence (rows past a sentence's
+        length are zero); ``predict_tags`` gives tag names directly.
+        """
+        if self.task == "token-classification":
+            per_word = tag(self.model, samples, batch_size)
+            width = max((w.shape[0] for w in per_word), default=0)
+            out = torch.zeros(len(per_word), width, len(self.classes))
+            for i, w in enumerate(per_word):
+                out[i, : w.shape[0]] = w.softmax(-1)
+            return out
+        return classify(self.model, samples, batch_size).softmax(-1)
+
+    def predict_labels(self, samples: Sequence[Any], batch_size: int = 64) -> list[Any]:
+        """Class names (or per-word tag lists) of ``samples``."""
+        if self.task == "token-classification":
+            return [[self.classes[int(i)] for i in w.argmax(-1)] for w in tag(self.model, samples, batch_size)]
+        return [self.classes[int(i)] for i in self.predict(samples, batch_size).argmax(-1)]
+
+    def evaluate(self, samples: Sequence[Any], labels: Sequence[Any], batch_size: int = 64,
+                 progress: bool = False) -> dict[str, Any]:
+        """accuracy, loss, n, macro_f1 (+ entity F1 for token tasks) on labelled samples.
+
+        Labels the run never saw are a ``TrainingError`` naming them.
+        """
+        index = {c: i for i, c in enumerate(self.classes)}
+        flat = [t for seq in labels for t in seq] if self.task == "token-classification" else list(labels)
+        unseen = sorted({str(label) for label in flat if str(label) not in index})
+        if unseen:
+            raise TrainingError(f"labels never seen in training: {', '.join(unseen[:10])}"
+                                f"{' ...' if len(unseen) > 10 else ''}; the run knows {', '.join(self.classes)}")
+        if self.task == "token-classification":
+            targets: list[Any] = [[index[str(t)] for t in seq] for seq in labels]
+        else:
+            targets = [index[str(label)] for label in labels]
+        return evaluate_samples(self.model, samples, targets, self.classes, batch_size, progress=progress)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Load a run directory written by ``graft tune``: model (eval mode), classes, config, entry."""
+    from safetensors.torch import load_model
+
+    from graftzoo.plugins import get_plugins
+
+    path = Path(run_dir)
+    info = read_info(path)
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise TrainingError(f"{path}: no {WEIGHTS} yet (status {info.get('status')!r}); finish it with "
+                            f"'graft tune --resume {path}'")
+    config = TrainConfig.from_dict(info["config"])
+    entry = stored_entry(info)
+    classes: list[str] = list(info["labels"])
+    task = str(info.get("task", "classification"))
+    extra = {name: str(path / rel) for name, rel in info.get("extra_files", {}).items()}
+    model = build_model(entry, config, len(classes), task, pretrained=False,
+                        extra_options={"extra_files": extra} if extra else None)
+    policy = get_plugins().get("freeze_policies", config.policy).resolve()(**config.policy_options())
+    policy.apply(model)  # re-creates structure the policy added (LoRA adapters)
+    try:
+        load_model(model, str(weights), strict=True)
+    except (RuntimeError, KeyError) as exc:
+        raise TrainingError(f"{weights}: does not fit {entry.id} rebuilt by its adapter ({exc}); was the plugin "
+                            "upgraded since the run?") from exc
+    model.to(device).eval()
+    return Run(path, info, config, entry, model, classes, task)

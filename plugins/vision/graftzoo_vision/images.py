@@ -1,0 +1,157 @@
+"""The image input pipeline: preprocessing facts, decoding samples, timm transforms.
+
+Preprocessing is a small JSON-ready dict (input size, mean, std,
+interpolation, crop_pct, crop_mode) built from the registry entry's
+``[model.input]`` table, falling back to timm's pretrained config, with the
+user's ``image_size`` on top. It is stored with every run, and the transforms
+are rebuilt from it alone, so evaluate/predict/export see exactly the pixels
+training saw.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from graftzoo.errors import DataError
+
+#: Suffixes the imagefolder loader picks up (lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+#: Train-time augmentation defaults. timm's ImageNet recipe crops down to 8%
+#: of the image and jitters colour; for fine-tuning a pretrained network on a
+#: small set that is too strong (a crop of 8% of a digit is not that digit any
+#: more), so crops keep at least a third of the image and colour is left alone.
+TRAIN_DEFAULTS: dict[str, Any] = {"scale": (0.35, 1.0), "ratio": (3 / 4, 4 / 3), "hflip": 0.5, "color_jitter": 0.0}
+
+
+def resolve_preprocessing(entry_input: Mapping[str, Any], pretrained_cfg: Mapping[str, Any],
+                          options: Mapping[str, Any]) -> dict[str, Any]:
+    """Input size, mean, std, interpolation, crop from entry, then timm's config, then options."""
+
+    def pick(key: str, cfg_key: str, default: Any) -> Any:
+        if key in entry_input:
+            return entry_input[key]
+        return pretrained_cfg.get(cfg_key, default)
+
+    size = list(pick("size", "input_size", (3, 224, 224)))
+    if len(size) == 2:
+        size = [3, *size]
+    image_size = options.get("image_size")
+    if image_size is not None:
+        if isinstance(image_size, int | float | str):
+            hw = [int(image_size), int(image_size)]
+        else:
+            hw = [int(v) for v in image_size]
+        if len(hw) != 2 or min(hw) < 8:
+            raise DataError(f"image_size {image_size!r}: give one size of at least 8 pixels, or [height, width]")
+        size = [size[0], *hw]
+    interpolation = options.get("interpolation") or pick("interpolation", "interpolation", "bilinear")
+    prep: dict[str, Any] = {
+        "input_size": [int(v) for v in size],
+        "mean": [float(v) for v in pick("mean", "mean", (0.485, 0.456, 0.406))],
+        "std": [float(v) for v in pick("std", "std", (0.229, 0.224, 0.225))],
+        "interpolation": str(interpolation),
+        "crop_pct": float(options.get("crop_pct") or pick("crop_pct", "crop_pct", 0.875)),
+        "crop_mode": str(pick("crop_mode", "crop_mode", "center")),
+    }
+    train = dict(TRAIN_DEFAULTS)
+    for key in ("scale", "ratio"):
+        if options.get(key) is not None:
+            train[key] = tuple(float(v) for v in options[key])
+    for key in ("hflip", "color_jitter"):
+        if options.get(key) is not None:
+            train[key] = float(options[key])
+    prep["train"] = {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()}
+    return prep
+
+
+def build_transform(prep: Mapping[str, Any], train: bool) -> Any:
+    """timm's transform for this preprocessing: augmenting for training, deterministic for eval."""
+    from timm.data import create_transform  # type: ignore[attr-defined]
+
+    common = {
+        "input_size": tuple(prep["input_size"]),
+        "interpolation": prep["interpolation"],
+        "mean": tuple(prep["mean"]),
+        "std": tuple(prep["std"]),
+    }
+    if not train:
+        return create_transform(is_training=False, crop_pct=prep["crop_pct"], crop_mode=prep["crop_mode"], **common)
+    aug = prep.get("train", {})
+    return create_transform(
+        is_training=True,
+        scale=tuple(aug.get("scale", TRAIN_DEFAULTS["scale"])),
+        ratio=tuple(aug.get("ratio", TRAIN_DEFAULTS["ratio"])),
+        hflip=float(aug.get("hflip", TRAIN_DEFAULTS["hflip"])),
+        color_jitter=float(aug.get("color_jitter", TRAIN_DEFAULTS["color_jitter"])),
+        **common,
+    )
+
+
+def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
+    """Decode an image file (or its ``data``, already read) fully into RGB.
+
+    An unreadable file is a ``DataError`` naming ``path``.
+    """
+    try:
+        with Image.open(io.BytesIO(data) if data is not None else path) as img:
+            img.load()
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # PIL reports truncated/corrupt files as OSError, bad headers as UnidentifiedImageError/SyntaxError.
+        raise DataError(f"{path}: cannot read image ({exc}); fix or remove the file, "
+                        "or pass --skip-bad to leave unreadable images out") from None
+
+
+def check_image(path: str | Path) -> str | None:
+    """None when the file decodes as an image, else the reason (used by loaders for skip_bad)."""
+    try:
+        open_image(path)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def to_pil(sample: Any) -> Image.Image:
+    """A sample as an RGB PIL image: a file path, a PIL image, or an HxW / HxWxC array."""
+    if isinstance(sample, Image.Image):
+        return sample if sample.mode == "RGB" else sample.convert("RGB")
+    if isinstance(sample, str | Path):
+        return open_image(sample)
+    if hasattr(sample, "detach") and hasattr(sample, "numpy"):  # a torch tensor
+        sample = sample.detach().cpu().numpy()
+    if isinstance(sample, np.ndarray):
+        return _array_to_pil(sample)
+    raise DataError(f"cannot turn a {type(sample).__name__} into an image; give file paths, PIL images "
+                    "or HxW/HxWxC arrays")
+
+
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # CHW -> HWC
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise DataError(f"image array of shape {arr.shape}: expected HxW, HxWx3 or HxWx4")
+    if arr.dtype != np.uint8:
+        # Floats are taken as [0, 1] images (what ToTensor and most libraries produce).
+        arr = np.clip(np.asarray(arr, dtype=np.float64) * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255)
+        arr = arr.round().astype(np.uint8)
+    return Image.fromarray(arr).convert("RGB")
+
+
+def stack(images: Sequence[Any], transform: Any) -> Any:
+    """Apply ``transform`` to each sample and stack into a ``[B, C, H, W]`` float tensor."""
+    import torch
+
+    if not images:
+        raise DataError("cannot collate an empty batch")
+    return torch.stack([transform(to_pil(s)) for s in images])
