@@ -30,6 +30,7 @@ demo: install
 	$(VENV)/bin/graft list
 	$(VENV)/bin/graft tune mobilenetv2_100.tv_in1k digits --policy frozen --image-size 64 --epochs 10 --out runs/demo --overwrite
 	$(VENV)/bin/graft evaluate runs/demo digits --split val
+	@echo "run directory: runs/demo (plots: runs/demo/curves.png, runs/demo/confusion.png; model card: runs/demo/README.md)"
 
 lint: install
 	$(VENV)/bin/ruff check core plugins tests bench

@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,9 +23,10 @@ from graftzoo.errors import ChecksumError, SourceError
 from graftzoo.registry import ModelEntry, Source
 from graftzoo.sources import _cache
 from graftzoo.sources._fetch import Fetched, FileRecord, pinned_files
-from graftzoo.sources._progress import bar
+from graftzoo.sources._progress import Advance, transfers
 
 ATTEMPTS = 4  # per request; each retry waits BACKOFF_S * 2**n
+WORKERS = 8  # files of one snapshot downloaded in parallel, as snapshot_download does
 BACKOFF_S = 0.2
 TIMEOUT_S = 30.0
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -188,7 +190,8 @@ def _verify_blob(blob: Path, pin: str | None, where: str, name: str) -> str:
     return digest if len(expected) == 64 else _cache.cached_sha256(blob)
 
 
-def _download(repo: str, revision: str, name: str, pin: str | None, force: bool, where: str) -> tuple[FileRecord, str]:
+def _download(repo: str, revision: str, name: str, pin: str | None, force: bool, where: str,
+              progress: Callable[[str, int | None], Advance]) -> tuple[FileRecord, str]:
     """One file into the hub cache, verified before it becomes visible; returns (record, commit)."""
     from filelock import FileLock
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -224,10 +227,10 @@ def _download(repo: str, revision: str, name: str, pin: str | None, force: bool,
                 _cache.forget_sha256(blob)
         _cache.remove_stale_parts(blob)
         headers = build_hf_headers(token=tok)
-        with bar(name, meta.size) as advance:
-            digest = _cache.write_verified(blob, _stream(meta.location, headers, meta.size, what, advance),
-                                           pin or hub_sha, what, name, expected_size=meta.size,
-                                           expected_git_sha1=None if pin else git_sha1)
+        advance = progress(name, meta.size)
+        digest = _cache.write_verified(blob, _stream(meta.location, headers, meta.size, what, advance),
+                                       pin or hub_sha, what, name, expected_size=meta.size,
+                                       expected_git_sha1=None if pin else git_sha1)
         _link(pointer, blob)
     return FileRecord(name, pointer, digest, meta.size or blob.stat().st_size), commit
 
@@ -299,13 +302,21 @@ def fetch_hf(entry: ModelEntry, src: Source, revision: str | None, force: bool) 
         pins = _list_files(src.repo, rev, src.path, where)
     elif not pins:
         pins = {src.path.rsplit("/", 1)[-1]: None}
-    records: list[FileRecord] = []
-    commit: str | None = None
-    for name, pin in pins.items():
-        # After the first file, ask for the commit it resolved to, so a moving branch cannot mix two commits.
-        record, commit = _download(src.repo, commit or rev, folder_prefix + name, pin, force, where)
-        records.append(FileRecord(name, record.path, record.sha256, record.size))
-    assert commit is not None  # pins is never empty
+    names = list(pins)
+    with transfers() as progress:
+        # The first file fixes the commit, so the others (fetched in parallel) cannot mix two commits of a branch.
+        first, commit = _download(src.repo, rev, folder_prefix + names[0], pins[names[0]], force, where, progress)
+        results = {names[0]: first}
+        if len(names) > 1:
+            pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(names) - 1), thread_name_prefix="graft-pull")
+            try:
+                futures = {name: pool.submit(_download, src.repo, commit, folder_prefix + name, pins[name], force,
+                                             where, progress) for name in names[1:]}
+                for name, future in futures.items():
+                    results[name] = future.result()[0]
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # on error: no new downloads, running ones finish
+    records = [FileRecord(name, results[name].path, results[name].sha256, results[name].size) for name in names]
     if commit != rev:
         _write_ref(storage(src.repo), rev, commit)
     root = storage(src.repo) / "snapshots" / commit / src.path

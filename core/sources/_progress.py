@@ -17,11 +17,18 @@ def enabled() -> bool:
     return sys.stderr.isatty() and os.environ.get("GRAFTZOO_NO_PROGRESS", "") in ("", "0")
 
 
+Advance = Callable[[int], None]
+
+
 @contextmanager
-def bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A byte-counting progress bar; yields ``advance(n_bytes)``."""
+def transfers() -> Iterator[Callable[[str, int | None], Advance]]:
+    """One progress display for a pull; yields ``add(description, total) -> advance(n_bytes)``.
+
+    Files downloaded in parallel each get a row of the same display (rich
+    allows one live display at a time; ``advance`` is thread-safe).
+    """
     if not enabled():
-        yield lambda n: None
+        yield lambda description, total: (lambda n: None)
         return
     from rich.console import Console
     from rich.progress import (
@@ -42,9 +49,13 @@ def bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         console=Console(stderr=True),
         transient=True,
     )
-    with progress:
+
+    def add(description: str, total: int | None) -> Advance:
         task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        return lambda n: progress.advance(task, n)
+
+    with progress:
+        yield add
 
 
 @contextmanager

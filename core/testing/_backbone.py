@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -191,7 +192,7 @@ def check_group_order(backbone: Backbone, samples: Sequence[Any]) -> None:
                              "the features", "drop the unused module or fix forward()")
     backbone.zero_grad(set_to_none=True)
     called = sorted(first_call, key=first_call.__getitem__)
-    for earlier, later in zip(called, called[1:], strict=False):
+    for earlier, later in itertools.pairwise(called):
         if earlier > later:
             raise fail(what, f"groups() are not ordered from input to output: forward() runs "
                              f"{groups[earlier][0]!r} before {groups[later][0]!r}", "list groups input to output")

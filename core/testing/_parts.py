@@ -49,7 +49,7 @@ def check_head(
         module = factory(feature_dim, num_outputs, **{_UNKNOWN_OPTION: 1})
     except TypeError as exc:
         raise fail(what, f"rejects an option it does not know ({exc})",
-                   "accept and ignore unknown options with **options: one set of CLI options serves every head") from None
+                   "accept and ignore unknown options (**options): one set of CLI options serves every head") from None
     if not isinstance(module, nn.Module):
         raise fail(what, f"the factory returned {type(module).__name__}, not an nn.Module")
     if not list(module.parameters()):
@@ -60,7 +60,8 @@ def check_head(
     out = module(x)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (4, num_outputs):
         raise fail(what, f"maps features [4, {feature_dim}] to {shape_of(out)}", f"expected (4, {num_outputs})")
-    out.sum().backward()
+    loss: Any = out.sum()  # Tensor.backward is untyped in torch's stubs
+    loss.backward()
     for pname, p in module.named_parameters():
         if p.grad is None:
             raise fail(what, f"parameter {pname!r} gets no gradient")

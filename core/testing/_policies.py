@@ -130,11 +130,12 @@ def _check_trainable(what: str, model: GraftModel, policy: Any, rule: Expected |
     else:
         expected = expected_trainable(rule, backbone, epoch, opts)
     group_of = {n: g for g, names in group_params(backbone) for n in names}
+    order = [n for n, _ in backbone.named_parameters()]  # report input-side parameters first
     if expected is not None:
-        for pname in sorted(trainable - expected):
+        for pname in [n for n in order if n in trainable - expected]:
             raise fail(what, f"parameter {pname!r} (group {group_of.get(pname, '?')!r}) is trainable at epoch "
                              f"{epoch}, but the policy should leave it frozen", "set requires_grad=False on it")
-        for pname in sorted(expected - trainable):
+        for pname in [n for n in order if n in expected - trainable]:
             raise fail(what, f"parameter {pname!r} (group {group_of.get(pname, '?')!r}) is frozen at epoch {epoch}, "
                              "but the policy should train it")
     if policy.caches_features and trainable:
@@ -148,7 +149,8 @@ def _check_trainable(what: str, model: GraftModel, policy: Any, rule: Expected |
     for gname, members in group_params(backbone):
         if gname in active and not any(n in trainable for n in members):
             raise fail(what, f"group {gname!r} runs in train mode at epoch {epoch} but none of its parameters "
-                             "train, so its BatchNorm statistics would drift", "leave frozen groups out of train_groups()")
+                             "train, so its BatchNorm statistics would drift",
+                       "leave frozen groups out of train_groups()")
 
 
 def _batchnorms(module: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -188,7 +190,7 @@ def _check_step(what: str, model: GraftModel, policy: Any, samples: Sequence[Any
     frozen_groups = [(g, m) for g, m in backbone.groups() if g not in active]
     for gname, module in frozen_groups:
         prefix = {id(m): n for n, m in backbone.named_modules()}
-        for bn_name, bn in _batchnorms(module):
+        for _, bn in _batchnorms(module):
             full = prefix[id(bn)]
             if any(k.startswith(full + ".running_") and k in moved for k in before):
                 raise fail(what, f"BatchNorm statistics of {full!r} in frozen group {gname!r} changed in a "

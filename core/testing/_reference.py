@@ -28,7 +28,7 @@ class ReferenceBackbone(Backbone):
         torch.manual_seed(seed)
         self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
         self.block = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.top = nn.Sequential(OrderedDict(fc=nn.Linear(8, self.feature_dim), norm=nn.LayerNorm(self.feature_dim)))
+        self.top = nn.Sequential(OrderedDict(fc=nn.Linear(8, 6), norm=nn.LayerNorm(6)))
 
     def groups(self) -> list[tuple[str, nn.Module]]:
         return [("stem", self.stem), ("block", self.block), ("top", self.top)]

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
 
 from graftzoo.errors import GraftError
 from graftzoo.plugins import KINDS, Plugins, Registration, get_plugins, resolve
@@ -156,7 +155,7 @@ def check_model_entries(plugin_name: str, verify_files: bool = True) -> list[Mod
         if adapter.meta.get("modality") not in (None, entry.modality):
             raise fail(what, f"is {entry.modality} but adapter {entry.backbone!r} is {adapter.meta['modality']}")
         if not entry.tasks:
-            raise fail(what, "lists no tasks", "add e.g. tasks = [\"image-classification\"] so 'graft list --task' finds it")
+            raise fail(what, "lists no tasks", "add e.g. tasks = ['image-classification'] for 'graft list --task'")
         if verify_files and entry.parsed_source.scheme in ("file", "pkg"):
             from graftzoo.sources import fetch
 

@@ -12,9 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hub_servers import FaultProxy, Olah, PushHub, commit_files, make_repo, safetensors_bytes  # noqa: E402
+from hub_servers import FaultProxy, Olah, PushHub, commit_files, make_repo, safetensors_bytes
 
-from graftzoo.registry import ModelEntry, entry_from_dict  # noqa: E402
+from graftzoo.registry import ModelEntry, entry_from_dict
 
 TINY = {
     "model.safetensors": safetensors_bytes(1, 16_384),

@@ -313,7 +313,8 @@ class PushHub:
                     if repo_id in hub.repos:
                         self._reply(409, {"error": "You already created this model repo", "url": repo_id})
                         return
-                    hub.repos[repo_id] = RepoRecord(private=bool(req.get("private")))
+                    private = req.get("visibility", "private" if req.get("private") else "public") == "private"
+                    hub.repos[repo_id] = RepoRecord(private=private)
                     self._reply(200, {"url": f"http://{self.headers['host']}/{repo_id}", "name": repo_id})
                 elif url.path == "/api/validate-yaml":  # model-card metadata check before a commit
                     hub.cards.append(json.loads(body)["content"])

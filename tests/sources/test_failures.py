@@ -25,14 +25,14 @@ def blobs(hf_cache: Path, repo: str = "acme--tiny") -> list[Path]:
 
 def test_flipped_bytes_are_refused_and_nothing_is_kept(proxy: FaultProxy, hub: Hub, hf_env: Path) -> None:
     proxy.add(Fault(MODEL, "flip"))
-    with pytest.raises(ChecksumError, match="checksum mismatch for model.safetensors"):
+    with pytest.raises(ChecksumError, match=r"checksum mismatch for model.safetensors"):
         fetch(entry("hf://acme/tiny@v1/model.safetensors"))  # verified against the hub's LFS sha256
     assert blobs(hf_env) == [] and not parts_left(hf_env, home())
 
 
 def test_flipped_bytes_of_a_non_lfs_file_fail_its_git_blob_id(proxy: FaultProxy, hub: Hub, hf_env: Path) -> None:
     proxy.add(Fault("/acme/tiny/resolve/v1/config.json", "flip"))
-    with pytest.raises(ChecksumError, match="git blob id"):
+    with pytest.raises(ChecksumError, match=r"git blob id"):
         fetch(entry("hf://acme/tiny@v1/config.json"))
     assert blobs(hf_env) == [] and not parts_left(hf_env)
 
@@ -46,18 +46,18 @@ def test_truncated_download_is_resumed(proxy: FaultProxy, hub: Hub, hf_env: Path
 
 def test_always_truncated_download_gives_up_cleanly(proxy: FaultProxy, hub: Hub, hf_env: Path) -> None:
     proxy.add(Fault(MODEL, "truncate"))
-    with pytest.raises(SourceError, match="download failed 4 times"):
+    with pytest.raises(SourceError, match=r"download failed 4 times"):
         fetch(entry("hf://acme/tiny@v1/model.safetensors"))
     assert proxy.requests("GET", MODEL) == 4  # bounded
     assert blobs(hf_env) == [] and not parts_left(hf_env)
 
 
 def test_wrong_sha256_in_the_registry_fails_before_downloading(proxy: FaultProxy, hub: Hub, hf_env: Path) -> None:
-    with pytest.raises(ChecksumError, match="registry pins sha256 0{64} but the hub serves"):
+    with pytest.raises(ChecksumError, match=r"registry pins sha256 0{64} but the hub serves"):
         fetch(entry("hf://acme/tiny@v1/model.safetensors", sha256="0" * 64))
     assert proxy.requests("GET", MODEL) == 0 and blobs(hf_env) == []
     # A non-LFS file has no sha256 on the hub: it is downloaded, checked against the pin and dropped.
-    with pytest.raises(ChecksumError, match="expected 1{64}"):
+    with pytest.raises(ChecksumError, match=r"expected 1{64}"):
         fetch(entry("hf://acme/tiny@v1/config.json", sha256="1" * 64))
     assert blobs(hf_env) == [] and not parts_left(hf_env)
 
@@ -66,7 +66,7 @@ def test_server_errors_mid_snapshot_then_retry(proxy: FaultProxy, hub: Hub, hf_e
     snapshot = entry("hf://acme/tiny@v1")
     proxy.add(Fault("/acme/tiny/resolve/", "status:500", method="HEAD", times=1))  # transient: retried
     proxy.add(Fault("/sub/extra.safetensors", "status:500"))  # persistent, on the last file's body
-    with pytest.raises(SourceError, match="HTTP 500|failed 4 times"):
+    with pytest.raises(SourceError, match=r"HTTP 500|failed 4 times"):
         fetch(snapshot)
     assert not parts_left(hf_env)
     assert sha(TINY["sub/extra.safetensors"]) not in [b.name for b in blobs(hf_env)]
@@ -78,7 +78,7 @@ def test_server_errors_mid_snapshot_then_retry(proxy: FaultProxy, hub: Hub, hf_e
 
 def test_404_mid_way_is_a_clear_error(proxy: FaultProxy, hub: Hub, hf_env: Path) -> None:
     proxy.add(Fault("/acme/tiny/resolve/v1/config.json", "status:404", method="HEAD"))
-    with pytest.raises(SourceError, match="not found"):
+    with pytest.raises(SourceError, match=r"not found"):
         fetch(entry("hf://acme/tiny@v1"))
     assert not parts_left(hf_env)
 
@@ -120,15 +120,15 @@ def test_two_concurrent_pulls_make_one_verified_copy(proxy: FaultProxy, hub: Hub
 def test_path_traversal_names_from_the_hub_are_refused(proxy: FaultProxy, hub: Hub, hf_env: Path,
                                                        tmp_path: Path) -> None:
     proxy.add(Fault("/api/models/acme/tiny/tree", "tree-traversal"))
-    with pytest.raises(SourceError, match="refusing file name '../../escaped.safetensors'"):
+    with pytest.raises(SourceError, match=r"refusing file name '../../escaped.safetensors'"):
         fetch(entry("hf://acme/tiny@v1"))
     assert not list(tmp_path.rglob("escaped*")) and not parts_left(hf_env)
 
 
 def test_path_traversal_in_registry_paths_is_refused() -> None:
-    with pytest.raises(SourceError, match="would escape"):
+    with pytest.raises(SourceError, match=r"would escape"):
         fetch(entry("pkg://resemblyzer==0.1.4/../../etc/passwd", sha256="0" * 64))
-    with pytest.raises(SourceError, match="would escape"):
+    with pytest.raises(SourceError, match=r"would escape"):
         fetch(entry("hf://acme/tiny@v1/weights/", files={"../../x.bin": "0" * 64}))
 
 
@@ -151,7 +151,7 @@ def test_pickle_with_a_code_payload_is_refused(tmp_path: Path) -> None:
 
     evil = tmp_path / "evil.pth"
     torch.save({"weight": torch.zeros(2), "hook": Payload()}, evil)
-    with pytest.raises(SourceError, match="refused to load: the pickle asks to import or run code"):
+    with pytest.raises(SourceError, match=r"refused to load: the pickle asks to import or run code"):
         load_state_dict(evil)
     assert not marker.exists()
     assert not list((home() / "converted").glob("*")) if (home() / "converted").exists() else True

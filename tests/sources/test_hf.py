@@ -53,14 +53,14 @@ def test_offline_mode_uses_the_cache_only(proxy: FaultProxy, hub: Hub, monkeypat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     assert fetch(e) == online
-    with pytest.raises(SourceError, match="HF_HUB_OFFLINE is set"):
+    with pytest.raises(SourceError, match=r"HF_HUB_OFFLINE is set"):
         fetch(entry("hf://acme/big@main/model.safetensors"))
 
 
 def test_hub_errors_are_one_clear_line(proxy: FaultProxy, hub: Hub) -> None:
-    with pytest.raises(SourceError, match="not found"):
+    with pytest.raises(SourceError, match=r"not found"):
         fetch(entry("hf://acme/tiny@v1/missing.safetensors"))
-    with pytest.raises(SourceError, match="not found|revision"):
+    with pytest.raises(SourceError, match=r"not found|revision"):
         fetch(entry("hf://acme/nope@main/model.safetensors"))
 
 

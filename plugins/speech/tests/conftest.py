@@ -31,9 +31,9 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty $GRAFTZOO_HOME."""
+    """A fresh, empty $GRAFTZOO_HOME for every test: nothing is written to the user's cache."""
     monkeypatch.setenv("GRAFTZOO_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
 
@@ -88,8 +88,10 @@ def ge2e_weights() -> Path:
 
 
 @pytest.fixture(scope="session")
-def encoder(ge2e_entry: ModelEntry, ge2e_weights: Path):  # type: ignore[no-untyped-def]
+def encoder(ge2e_entry: ModelEntry, ge2e_weights: Path, speech_cache: Path):  # type: ignore[no-untyped-def]
     """The pretrained speaker encoder, built once by its factory."""
     from graftzoo_speech.resemblyzer import create
 
-    return create(ge2e_entry, ge2e_weights, {})
+    with pytest.MonkeyPatch.context() as mp:  # the safetensors conversion goes to the test cache
+        mp.setenv("GRAFTZOO_HOME", str(speech_cache))
+        return create(ge2e_entry, ge2e_weights, {})

@@ -75,7 +75,7 @@ def test_layout_errors(tmp_path: Path, folder: Path) -> None:
         load_audiofolder(str(tmp_path / "missing"))
     empty = tmp_path / "empty"
     (empty / "a").mkdir(parents=True)
-    with pytest.raises(DataError, match="no .wav or .flac"):
+    with pytest.raises(DataError, match=r"no \.wav or \.flac"):
         load_audiofolder(str(empty))
     shutil.rmtree(folder / "low")
     with pytest.raises(DataError, match="only one class"):

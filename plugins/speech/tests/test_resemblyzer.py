@@ -16,7 +16,7 @@ import types
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -40,7 +40,7 @@ def _reference_melspectrogram(y: np.ndarray, sr: int, n_fft: int, hop_length: in
 class _ReplayVad:
     """webrtcvad.Vad stand-in: answers from a precomputed list of decisions."""
 
-    decisions: list[bool] = []
+    decisions: ClassVar[list[bool]] = []
 
     def __init__(self, mode: int = 3) -> None:
         self._it = iter(type(self).decisions)
@@ -104,7 +104,7 @@ def test_pipeline_and_network_match_resemblyzer(resemblyzer_ref: Any, ge2e_weigh
         assert partial_slices(n, s) == [(sl.start, sl.stop) for sl in ref_slices]
     # The embeddings: mel + partial windows + LSTM stack + projection + averaging.
     raw = MelSettings(normalize_dbfs=None, trim_silence=False)
-    no_prep = SpeakerEncoder(raw)
+    no_prep = SpeakerEncoder(raw, scale=1.0)  # resemblyzer's unit vectors
     no_prep.load_state_dict(encoder.state_dict())
     for utt in (ours, wave[:9000]):
         expected = reference.embed_utterance(utt)
@@ -129,13 +129,13 @@ def test_weights_load_strict_and_groups_cover_every_parameter(encoder: SpeakerEn
 def test_bad_weights_are_a_source_error(ge2e_entry: ModelEntry, tmp_path: Path, ge2e_weights: Path) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(SourceError, match="junk.pt"):
+    with pytest.raises(SourceError, match=r"junk\.pt"):
         create(ge2e_entry, junk, {})
     state = load_state_dict(ge2e_weights)
     state["lstm.weight_ih_l3"] = state["lstm.weight_ih_l2"]  # a 4th layer the encoder does not have
     extra = tmp_path / "extra.pt"
     torch.save({"model_state": state}, extra)
-    with pytest.raises(SourceError, match="lstm4.weight_ih_l0"):
+    with pytest.raises(SourceError, match=r"lstm4\.weight_ih_l0"):
         create(ge2e_entry, extra, {})
 
 
@@ -154,7 +154,8 @@ def test_same_voice_embeddings_are_closer(encoder: SpeakerEncoder, voices_set: P
     data = load_audiofolder(str(voices_set))
     with torch.no_grad():
         emb = encoder(encoder.collate(data.samples, train=False)).numpy()
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 16.0, rtol=1e-5)  # unit vectors x sqrt(256)
+    emb /= 16.0
     labels = np.array(data.labels)
     sim = emb @ emb.T
     same = labels[:, None] == labels[None, :]
@@ -171,7 +172,7 @@ def test_same_voice_embeddings_are_closer(encoder: SpeakerEncoder, voices_set: P
     assert sim[same & off_diag].mean() - sim[~same].mean() > 0.1
     random_init = SpeakerEncoder()
     with torch.no_grad():
-        r = random_init(random_init.collate(data.samples, train=False)).numpy()
+        r = random_init(random_init.collate(data.samples, train=False)).numpy() / 16.0
     rsim = r @ r.T
     assert rsim[same & off_diag].mean() - rsim[~same].mean() < sim[same & off_diag].mean() - sim[~same].mean()
 

@@ -18,13 +18,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import SourceError
+from graftzoo.errors import SourceError, TrainingError
 from graftzoo.train.backbone import Backbone
 from graftzoo_vision import images
 from graftzoo_vision.weights import load_pretrained
 
 if TYPE_CHECKING:
     from graftzoo.registry import ModelEntry
+
+#: Options the factory understands (--image-size and --backbone-option KEY=VALUE).
+OPTIONS = ("image_size", "keep_classifier", "interpolation", "crop_pct", "scale", "ratio", "hflip", "color_jitter",
+           "extra_files")  # extra_files: what the engine hands back when rebuilding a run (none for images)
 
 #: timm's suffix for "belongs with the final features, after every stage".
 _HEAD_SUFFIX = 99999.0
@@ -123,8 +127,12 @@ class TimmBackbone(Backbone):
         import timm
 
         arch = entry.arch_name
+        unknown = sorted(k for k, v in options.items() if k not in OPTIONS and v is not None)
+        if unknown:
+            raise TrainingError(f"model {entry.id!r}: the timm adapter has no option {unknown[0]!r}; "
+                                f"valid: {', '.join(OPTIONS)}")
         self.entry_id = entry.id
-        self.keep_classifier = bool(options.get("keep_classifier", False))
+        self.keep_classifier = str(options.get("keep_classifier", False)).lower() in ("true", "1", "yes")
         layout = str(entry.config.get("weights_layout", "timm"))
         num_classes = entry.num_classes
         where = f"model {entry.id!r} ({weights})"

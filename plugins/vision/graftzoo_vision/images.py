@@ -63,12 +63,22 @@ def resolve_preprocessing(entry_input: Mapping[str, Any], pretrained_cfg: Mappin
     train = dict(TRAIN_DEFAULTS)
     for key in ("scale", "ratio"):
         if options.get(key) is not None:
-            train[key] = tuple(float(v) for v in options[key])
+            train[key] = _pair(options[key], key)
     for key in ("hflip", "color_jitter"):
         if options.get(key) is not None:
             train[key] = float(options[key])
     prep["train"] = {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()}
     return prep
+
+
+def _pair(value: Any, key: str) -> tuple[float, float]:
+    """Two floats from a sequence or a "a,b" string (as --backbone-option gives it)."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        lo, hi = (float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise DataError(f"option {key}={value!r}: expected two numbers, e.g. {key}=0.35,1.0") from None
+    return lo, hi
 
 
 def build_transform(prep: Mapping[str, Any], train: bool) -> Any:

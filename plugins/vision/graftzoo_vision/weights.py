@@ -91,7 +91,7 @@ _LITE_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head"
 _BLOCK_RE = re.compile(r"^_blocks\.(\d+)\.([^.]+)\.(.+)$")
 
 
-def from_lukemelas(state: Mapping[str, torch.Tensor], model: nn.Module, where: str,
+def from_lukemelas(state: Mapping[str, torch.Tensor], model: nn.Module | None, where: str,
                    depths: tuple[int, ...] = LITE0_STAGE_DEPTHS) -> StateDict:
     """Rename lukemelas EfficientNet(-Lite) keys to timm's ``efficientnet_lite*`` names."""
     starts = [sum(depths[:i]) for i in range(len(depths))]

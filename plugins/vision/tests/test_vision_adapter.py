@@ -165,3 +165,24 @@ def test_unreadable_weights_file_is_a_source_error(tmp_path: Path, make_entry: A
 def test_bad_image_size_is_reported(make_entry: Any) -> None:
     with pytest.raises(DataError, match="image_size"):
         create(make_entry("mobilenetv2_100"), None, {"image_size": 2})
+
+
+def test_unknown_adapter_option_is_refused_with_the_valid_ones(make_entry: Any) -> None:
+    from graftzoo.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=r"no option 'hfip'.*hflip"):
+        create(make_entry("mobilenetv2_100"), None, {"hfip": 0})
+
+
+def test_lukemelas_renaming_maps_blocks_by_stage_and_names_foreign_keys() -> None:
+    from graftzoo_vision.weights import from_lukemelas
+
+    t = torch.zeros(1)
+    renamed = from_lukemelas({"_blocks.0._depthwise_conv.weight": t, "_blocks.3._expand_conv.weight": t,
+                              "_blocks.15._bn2.bias": t, "_conv_head.weight": t, "_fc.bias": t}, None, "w")
+    assert sorted(renamed) == ["blocks.0.0.conv_dw.weight", "blocks.2.0.conv_pw.weight",
+                               "blocks.6.0.bn3.bias", "classifier.bias", "conv_head.weight"]
+    with pytest.raises(SourceError, match=r"unexpected key '_blocks\.2\._se_reduce\.weight'"):
+        from_lukemelas({"_blocks.2._se_reduce.weight": t}, None, "w")
+    with pytest.raises(SourceError, match=r"unexpected key '_blocks\.16\._bn0\.weight'"):
+        from_lukemelas({"_blocks.16._bn0.weight": t}, None, "w")

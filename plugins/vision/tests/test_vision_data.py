@@ -82,3 +82,16 @@ def test_empty_or_missing_folder_is_a_data_error(tmp_path: Path) -> None:
         load_imagefolder(str(tmp_path / "empty"))
     with pytest.raises(DataError, match="not a directory"):
         load_imagefolder(str(tmp_path / "nope"))
+
+
+def test_csv_of_relative_paths_collates_through_the_timm_adapter(tmp_path: Path, make_entry: object) -> None:
+    from graftzoo_vision.backbone import create
+
+    root = _small_folder(tmp_path / "imgs", per_class=2)
+    rows = ["path,label"] + [f"{p.relative_to(tmp_path).as_posix()},{p.parent.name}"
+                             for p in sorted(root.rglob("*.png"))]
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    data = load_data(str(tmp_path / "list.csv"), modality="vision")
+    assert len(data) == 6 and data.classes == ["0", "1", "2"]
+    backbone = create(make_entry("mobilenetv2_100"), None, {"image_size": 32})  # type: ignore[operator]
+    assert backbone.collate(data.samples, train=False).shape == (6, 3, 32, 32)

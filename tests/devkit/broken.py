@@ -1,0 +1,103 @@
+"""Deliberately broken plugin pieces: each breaks one contract the conformance kit must catch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from graftzoo.testing._reference import ReferenceBackbone
+from graftzoo.train.model import GraftModel
+from graftzoo.train.policies import TopK
+
+
+class WrongFeatureDim(ReferenceBackbone):
+    """Claims 7 features; forward() returns 6."""
+
+    feature_dim = 7
+
+
+class ParamInNoGroup(ReferenceBackbone):
+    """A scale parameter that affects the features but belongs to no group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return super().forward(batch) * self.scale
+
+
+class ParamInTwoGroups(ReferenceBackbone):
+    def groups(self) -> list[tuple[str, nn.Module]]:
+        return [*super().groups(), ("again", self.top)]
+
+
+class GroupsReversed(ReferenceBackbone):
+    def groups(self) -> list[tuple[str, nn.Module]]:
+        return list(reversed(super().groups()))
+
+
+class UnusedGroup(ReferenceBackbone):
+    """A classifier left over from pretraining, listed as a group but not used by forward()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(6, 10)
+
+    def groups(self) -> list[tuple[str, nn.Module]]:
+        return [*super().groups(), ("classifier", self.classifier)]
+
+
+class TuplePreprocessing(ReferenceBackbone):
+    def preprocessing(self) -> dict[str, Any]:
+        return {"image_size": 8, "mean": (0.0, 0.0, 0.0)}
+
+
+class NoisyEval(ReferenceBackbone):
+    """Dropout applied unconditionally: eval features are not reproducible, so cached features lie."""
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return nn.functional.dropout(super().forward(batch), 0.5, training=True)
+
+
+class UnregisteredState(ReferenceBackbone):
+    """Keeps a tensor outside parameters and buffers: it is not saved, so a reload changes the features."""
+
+    built = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        UnregisteredState.built += 1
+        self.offset = torch.full((6,), float(UnregisteredState.built))  # differs between instances, like random init
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return super().forward(batch) + self.offset
+
+
+class LeakyTopK(TopK):
+    """Says top-k, but forgets to freeze the lower groups."""
+
+    name = "leaky-top-k"
+
+    def apply(self, model: GraftModel) -> None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+
+class DriftingTopK(TopK):
+    """Freezes the right weights but puts every group in train mode, so frozen BatchNorm statistics drift."""
+
+    name = "drifting-top-k"
+
+    def train_groups(self, model: GraftModel) -> set[str]:
+        return {name for name, _ in model.group_modules()}
+
+
+def head_without_dropout(feature_dim: int, num_outputs: int, **_: Any) -> nn.Module:
+    return nn.Linear(feature_dim, num_outputs)
+
+
+def head_without_options(feature_dim: int, num_outputs: int, dropout: float = 0.0) -> nn.Module:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_outputs))
