@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import subprocess
 import sys
@@ -32,6 +33,9 @@ def _graftzoo_entry_points() -> dict[str, tuple[str, str | None]]:
 
 
 def _pip(args: Sequence[str]) -> None:
+    if importlib.util.find_spec("pip") is None:
+        raise GraftError(f"pip is not installed in graft's environment ({sys.executable}); "
+                         f"run '{sys.executable} -m ensurepip' or install the plugin with your own tool")
     command = [sys.executable, "-m", "pip", *args]
     try:
         code = subprocess.call(command)

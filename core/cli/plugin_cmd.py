@@ -33,8 +33,9 @@ def new(name: str, modality: str, directory: Path) -> None:
     names = plugin_names(name)
     target = new_plugin(name, modality, directory)
     click.echo(f"Created {names.dist} ({modality}) in {target}")
-    click.echo(f"  backbone adapter {names.short!r}, model {names.model_id!r}, "
-               f"head '{names.short}-cosine', data format registered in {names.pkg}/hooks.py")
+    data_format = f"{names.short}-{'tsv' if modality == 'text' else 'npz'}"
+    click.echo(f"  {names.pkg}/hooks.py registers backbone adapter {names.short!r}, model {names.model_id!r}, "
+               f"head '{names.short}-cosine' and data format {data_format!r}")
     click.echo("Next:")
     click.echo(f"  cd {target}")
     click.echo("  graft install -e .       # into graft's own environment")

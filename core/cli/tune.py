@@ -92,7 +92,7 @@ def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool
         from graftzoo.plugins import get_plugins
         from graftzoo.train.build import resolve_entry
         from graftzoo.train.config import TrainConfig
-        from graftzoo.train.engine import train
+        from graftzoo.train.engine import check_run_dir, train
 
         # Fail on a bad model, policy or head before anything heavy happens.
         resolve_entry(model)
@@ -105,6 +105,7 @@ def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool
                              data_options=data_options, **options)
         if out is None:
             out = Path("runs") / f"{model}-{config.policy}-{time.strftime('%Y%m%d-%H%M%S')}"
+        check_run_dir(out, overwrite)
         echo(f"tuning {model} on {data} with policy {config.policy} -> {out}")
         target = out
         info = _interruptible(lambda: train(config, target, overwrite=overwrite, echo=echo))

@@ -213,6 +213,14 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
         _say(echo, f"resuming {out} at epoch {start + 1}/{config.epochs}")
     train_module, optimizer, loader = accelerator.prepare(module, optimizer, loader)
 
+    def validate() -> dict[str, Any]:
+        if cached:  # the head on cached features: the backbone never runs again
+            with torch.no_grad():
+                model.head.eval()
+                logits = model.head(val_feats.to(accelerator.device)).float().cpu()
+            return classification_metrics(logits, torch.tensor(val_targets), len(prep.classes))
+        return evaluate_samples(model, val_samples, val_targets, prep.classes, config.batch_size)
+
     info = _info(config, entry, prep, model, policy, history, "running")
     if main:
         write_json(out / INFO, info)
@@ -224,12 +232,13 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
                 break
             t0 = time.perf_counter()
             torch.manual_seed(config.seed * 1_000 + epoch)  # augmentation and dropout, identical after a resume
-            sampler.set_epoch(epoch)
+            sampler.use_epoch(epoch)
             if policy.on_epoch_start(model, epoch) and accelerator.num_processes > 1 and not cached:
                 # DDP hooks only parameters that require grad when it wraps: re-wrap as groups join.
                 train_module = accelerator.prepare_model(accelerator.unwrap_model(train_module))
             loop.set_modes(model, policy)
             sums = torch.zeros(3, device=accelerator.device)
+            t_loop = time.perf_counter()
             with progress_bar(f"epoch {epoch + 1}/{config.epochs}", total=len(loader), enabled=progress and main) \
                     as advance:
                 for batch, y in loader:
@@ -245,18 +254,13 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
                         n = valid.sum()
                         sums += torch.stack([loss.detach() * n, ((flat.argmax(-1) == fy) & valid).sum(), n])
                     advance(1)
+            train_seconds = time.perf_counter() - t_loop
             scheduler.step()
             sums = accelerator.reduce(sums, reduction="sum")
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2].clamp(min=1)),
                                    "train_accuracy": float(sums[1] / sums[2].clamp(min=1))}
             if prep.val_idx:
-                if cached:
-                    with torch.no_grad():
-                        model.head.eval()
-                        vm = classification_metrics(model.head(val_feats.to(accelerator.device)).float().cpu(),
-                                                    torch.tensor(val_targets), len(prep.classes))
-                else:
-                    vm = evaluate_samples(model, val_samples, val_targets, prep.classes, config.batch_size)
+                vm = validate()
                 row.update({f"val_{k}": v for k, v in vm.items() if k not in ("confusion", "n")})
                 if vm["loss"] < early["best_loss"] - 1e-6:
                     early.update(best_loss=vm["loss"], best_epoch=epoch + 1, bad=0)
@@ -266,6 +270,7 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
                     early["bad"] += 1
             row["lr"] = optimizer.param_groups[0]["lr"]
             row["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            row["train_seconds"] = round(train_seconds, 4)
             row["seconds"] = round(time.perf_counter() - t0, 3)
             history.append(row)
             if main:
@@ -285,12 +290,12 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
             write_json(out / INFO, {**info, "status": "interrupted", "epochs": history})
         raise TrainingError(f"interrupted during epoch {epoch + 1}; {len(history)} epoch(s) are checkpointed in "
                             f"{out}; continue with 'graft tune --resume {out}'") from None
-    return _finish(config, prep, model, policy, history, early, out, info, main, echo)
+    return _finish(config, prep, model, policy, history, early, out, info, main, echo, validate)
 
 
 def _finish(config: TrainConfig, prep: Prepared, model: GraftModel, policy: FreezePolicy,
             history: list[dict[str, Any]], early: dict[str, Any], out: Path, info: dict[str, Any], main: bool,
-            echo: Echo | None) -> dict[str, Any]:
+            echo: Echo | None, validate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     from graftzoo.train.report import write_card, write_plots
 
     best = out / "best.safetensors"
@@ -300,8 +305,7 @@ def _finish(config: TrainConfig, prep: Prepared, model: GraftModel, policy: Free
         load_model(model, str(best), strict=True)  # the epoch with the lowest validation loss
     final: dict[str, Any] = {}
     if prep.val_idx:
-        final = evaluate_samples(model, [prep.data.samples[i] for i in prep.val_idx],
-                                 [prep.targets[i] for i in prep.val_idx], prep.classes, config.batch_size)
+        final = validate()
         final["best_epoch"] = early["best_epoch"]
     info = {**info, "status": "complete", "epochs": history, "final": final,
             "policy": {**info["policy"], "state": policy.state_dict()}}

@@ -21,14 +21,20 @@ CHECKPOINT = "checkpoint.pt"
 
 
 class EpochShuffle(Sampler[int]):
-    """A permutation that depends only on (seed, epoch), so a resumed run sees the same batches."""
+    """A permutation that depends only on (seed, epoch), so a resumed run sees the same batches.
+
+    The epoch is set with ``use_epoch``, not ``set_epoch``: Accelerate's data
+    loader calls ``set_epoch`` with its own iteration counter, which restarts at
+    0 in a resumed process.
+    """
 
     def __init__(self, n: int, seed: int) -> None:
         self.n = n
         self.seed = seed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def use_epoch(self, epoch: int) -> None:
+        """Shuffle for this (0-based) epoch of the run."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:

@@ -101,3 +101,22 @@ def head_without_dropout(feature_dim: int, num_outputs: int, **_: Any) -> nn.Mod
 
 def head_without_options(feature_dim: int, num_outputs: int, dropout: float = 0.0) -> nn.Module:
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_outputs))
+
+
+class FusedLoraBypass(ReferenceBackbone):
+    """LoRA targets inside nn.TransformerEncoderLayer, whose eval fast path reads linear1.weight directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.TransformerEncoderLayer(6, nhead=2, dim_feedforward=12, dropout=0.0, batch_first=True)
+
+    def groups(self) -> list[tuple[str, nn.Module]]:
+        return [*super().groups(), ("encoder", self.encoder)]
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        tokens = super().forward(batch)[:, None, :].expand(-1, 3, -1)
+        out: torch.Tensor = self.encoder(tokens).mean(dim=1)
+        return out
+
+    def lora_targets(self) -> list[str]:
+        return ["linear1", "linear2"]

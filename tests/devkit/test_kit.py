@@ -89,6 +89,12 @@ def test_policy_letting_frozen_batchnorm_statistics_drift_fails() -> None:
         kit.check_freeze_policy(broken.DriftingTopK, expected="top-k")
 
 
+def test_lora_bypassed_by_a_fused_fast_path_fails() -> None:
+    with pytest.raises(ConformanceError, match=r"freeze policy 'lora': no trainable backbone parameter gets a "
+                                               r"gradient in a training step at epoch 0"):
+        kit.check_freeze_policy("lora", make_backbone=broken.FusedLoraBypass, samples=SAMPLES)
+
+
 def test_policy_with_custom_expectation() -> None:
     def only_top(backbone: Any, epoch: int) -> set[str]:
         return {n for n, _ in backbone.named_parameters() if n.startswith("top.")}

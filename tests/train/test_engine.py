@@ -14,7 +14,6 @@ from graftzoo.errors import DataError, GraftError, TrainingError
 from graftzoo.train import loop
 from graftzoo.train.engine import resume, train
 from graftzoo.train.run import load_run
-
 from tests.train import tiny
 
 
@@ -34,7 +33,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(config: Any, tmp_path: P
     assert not (out / "model.safetensors").exists()
     with pytest.raises(TrainingError, match="already exists"):
         train(cfg, out, progress=False)  # a partial run is not silently replaced
-    with pytest.raises(TrainingError, match="is a run of tinycnn.test"):
+    with pytest.raises(TrainingError, match=r"is a run of tinycnn\.test"):
         resume(out, model="mobilenetv2_100.tv_in1k")
     resumed = resume(out, progress=False)
     assert [r["epoch"] for r in resumed["epochs"]] == [1, 2, 3, 4]
@@ -116,11 +115,13 @@ def test_split_limit_and_early_stopping(config: Any, tmp_path: Path) -> None:
 
 
 def test_layerwise_lr_decay_groups(config: Any) -> None:
+    from graftzoo.train.build import resolve_entry
     from graftzoo.train.engine import get_policy
-    from graftzoo.train.registry_model import build_for
+    from graftzoo.train.run import build_model
 
-    model = build_for(config(policy="full"))
-    get_policy(config(policy="full")).apply(model)
+    cfg = config(policy="full")
+    model = build_model(resolve_entry(cfg.model), cfg, 5, "classification", pretrained=False)
+    get_policy(cfg).apply(model)
     groups = {g["name"]: g["lr"] for g in loop.param_groups(model, 0.1, 0.5, 0.01)}
     assert groups["head"] == pytest.approx(0.1)
     assert groups["backbone.stage2"] == pytest.approx(0.1)
@@ -152,7 +153,7 @@ def load_run_entry_source(config: Any) -> str:
 
 
 def test_unknown_model_policy_and_head_list_the_valid_names(config: Any, tmp_path: Path) -> None:
-    with pytest.raises(GraftError, match="valid models: .*tinycnn.test"):
+    with pytest.raises(GraftError, match=r"valid models: .*tinycnn\.test"):
         train(config(model="tinycnn.nope"), tmp_path / "a", progress=False)
     with pytest.raises(GraftError, match="unknown freeze policy 'sideways'; valid: bitfit, frozen, full"):
         train(config(policy="sideways"), tmp_path / "b", progress=False)

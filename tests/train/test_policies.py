@@ -88,7 +88,6 @@ def test_bitfit_trains_only_biases_and_keeps_bn_statistics(config: Any, tmp_path
 
 def test_lora_trains_adapters_and_head_only_and_reloads(config: Any, tmp_path: Path) -> None:
     from graftzoo.train.run import load_run
-
     from tests.train.tiny import digits
 
     diff, info = run_policy(config, tmp_path, policy="lora", lora_rank=2)

@@ -10,6 +10,7 @@ thing for a MobileNet, a ResNet and a ViT.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -193,7 +194,18 @@ class TimmBackbone(Backbone):
         """File paths, PIL images or arrays -> normalised ``[B, 3, H, W]`` (augmented if ``train``)."""
         if train not in self._transforms:
             self._transforms[train] = images.build_transform(self._prep, train)
-        batch: torch.Tensor = images.stack(samples, self._transforms[train])
+        if not train:
+            batch: torch.Tensor = images.stack(samples, self._transforms[train])
+        else:
+            # timm's random resized crop draws from Python's ``random``; the engine seeds torch.
+            # Seeding a private draw from torch's generator makes augmentation follow --seed
+            # (and a resumed epoch), and the caller's ``random`` state is left as it was.
+            state = random.getstate()
+            random.seed(int(torch.randint(0, 2**62, (1,)).item()))
+            try:
+                batch = images.stack(samples, self._transforms[train])
+            finally:
+                random.setstate(state)
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
 
     def lora_targets(self) -> list[str]:
