@@ -24,5 +24,5 @@ def no_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("GRAFTZOO_NO_PLUGINS", "1")
     reset_plugins()
     yield
-    monkeypatch.delenv("GRAFTZOO_NO_PLUGINS")
+    monkeypatch.delenv("GRAFTZOO_NO_PLUGINS", raising=False)
     reset_plugins()

@@ -83,11 +83,14 @@ def get_policy(config: TrainConfig) -> FreezePolicy:
 
 def make_accelerator() -> Any:
     """Accelerate with fp32 on CPU and bf16 autocast only where the GPU supports it."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
 
     cuda = torch.cuda.is_available()
     mixed = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(cpu=not cuda, mixed_precision=mixed, split_batches=True)
+    # split_batches must go through DataLoaderConfiguration: accelerate 1.15 accepts and ignores
+    # Accelerator(split_batches=True), which silently doubles the global batch on two processes.
+    return Accelerator(cpu=not cuda, mixed_precision=mixed,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
 
 
 def check_run_dir(out: Path, overwrite: bool) -> None:

@@ -55,10 +55,10 @@ def test_frozen_features_are_cached_across_runs(config: Any, tmp_path: Path, gra
     def no_forward(self: Any, batch: Any) -> torch.Tensor:
         raise AssertionError("backbone ran although its features are cached")
 
-    monkeypatch.setattr(tiny.TinyCNN, "forward", no_forward)
-    second = train(config(policy="frozen"), tmp_path / "b", progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(tiny.TinyCNN, "forward", no_forward)
+        second = train(config(policy="frozen"), tmp_path / "b", progress=False)
     assert second["final"]["accuracy"] == pytest.approx(first["final"]["accuracy"])
-    monkeypatch.undo()
     train(config(policy="frozen", image_size=12), tmp_path / "c", progress=False)  # new preprocessing, new key
     assert len(list((graftzoo_home / "features").glob("*.safetensors"))) == 2
 

@@ -38,6 +38,7 @@ class TinyCNN(Backbone):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.size = int((options or {}).get("image_size") or 8)
+        self.augment = bool((options or {}).get("augment", 1))
         self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
         self.stage1 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
         self.stage2 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
@@ -56,7 +57,7 @@ class TinyCNN(Backbone):
         x = torch.as_tensor(np.stack(arrays), dtype=torch.float32).unsqueeze(1) / 16.0
         if self.size != 8:
             x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        if train:  # light augmentation, drawn from the global RNG (seeded per epoch by the engine)
+        if train and self.augment:  # light augmentation, drawn from the global RNG (seeded per epoch by the engine)
             x = x + 0.05 * torch.randn_like(x)
         return x
 
