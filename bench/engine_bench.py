@@ -66,14 +66,27 @@ def _engine(policy: str, args: argparse.Namespace, epochs: int) -> dict[str, Any
             register("frozen-nocache", FrozenNoCache)
 
     get_plugins().add(BenchPlugin(), "engine-bench")
+    if policy == "frozen-nocache":
+        # The same probe as the cached run: deterministic (eval) collation, only without the cache.
+        from graftzoo.train import loop
+
+        make_collate = loop.make_collate
+        loop.make_collate = lambda backbone, train, task: make_collate(backbone, False, task)
     data = _data(args.per_class)
     baseline_rss = _rss_mb()
     cfg = TrainConfig(model=MODEL, data="digits", policy=policy, epochs=epochs, image_size=args.image_size,
                       batch_size=args.batch_size, lr=0.01 if policy.startswith("frozen") else 0.001, seed=0)
+    def probe_seconds(info: dict[str, Any]) -> float:
+        return float(info["timing"].get("features_seconds", 0.0) + sum(row["seconds"] for row in info["epochs"]))
+
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         info = train(cfg, Path(out) / "run", data=data, progress=False)
-    return {"seconds": time.perf_counter() - t0, "accuracy": info["final"]["accuracy"],
+        seconds = time.perf_counter() - t0
+        warm = probe_seconds(train(cfg, Path(out) / "again", data=data, progress=False)) \
+            if policy == "frozen" else None  # a second run: features read from the cache
+    return {"seconds": seconds, "probe_seconds": probe_seconds(info), "warm_probe_seconds": warm,
+            "accuracy": info["final"]["accuracy"],
             "epochs": info["epochs"], "n_train": info["data"]["n_train"], "rss_mb": _rss_mb(),
             "rss_before_mb": baseline_rss}
 
@@ -81,7 +94,6 @@ def _engine(policy: str, args: argparse.Namespace, epochs: int) -> dict[str, Any
 def _hand(args: argparse.Namespace) -> dict[str, Any]:
     """The same full fine-tune written as a plain torch loop; plus FLOPs per sample and the matmul peak."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from graftzoo.train.build import build_backbone, resolve_entry
     from graftzoo.train.split import stratified_split
@@ -112,30 +124,62 @@ def _hand(args: argparse.Namespace) -> dict[str, Any]:
             loss.backward()
             opt.step()
         epoch_seconds.append(time.perf_counter() - t0)
-    # model FLOPs of one training step (forward + backward), and compute-only time on a pre-collated batch
     x, y = next(iter(loader))
-    with FlopCounterMode(display=False) as counter:
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-    flops_per_sample = counter.get_total_flops() / x.shape[0]
-    t0 = time.perf_counter()
-    steps = 5
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    compute_per_sample = (time.perf_counter() - t0) / (steps * x.shape[0])
-    n = 1024
+    flops_per_sample = _train_flops(model, x) / x.shape[0]
+    compute_per_sample = _step_seconds(model, opt, x, y) / x.shape[0]
+    # A dense CNN for comparison (same input, random init): depthwise convolutions are memory-bound.
+    import timm
+
+    dense = timm.create_model("resnet18", pretrained=False, num_classes=len(classes)).to(
+        memory_format=torch.channels_last)
+    dense_opt = torch.optim.AdamW(dense.parameters(), lr=0.001)
+    dense_flops = _train_flops(dense, x) / _step_seconds(dense, dense_opt, x, y)
+    # fp32 matmul peak: best of several short trials (other processes share these cores)
+    n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 2.0:
-        a @ b
-        reps += 1
-    peak = 2 * n**3 * reps / (time.perf_counter() - t0)
+    a @ b
+    best = float("inf")
+    for _ in range(6):
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        best = min(best, (time.perf_counter() - t0) / 4)
+    peak = 2 * n**3 / best
     return {"epoch_seconds": epoch_seconds, "n_train": len(samples), "flops_per_sample": flops_per_sample,
-            "compute_seconds_per_sample": compute_per_sample, "matmul_peak_flops": peak}
+            "compute_seconds_per_sample": compute_per_sample, "matmul_peak_flops": peak,
+            "dense_step_flops": dense_flops}
+
+
+def _train_flops(model: Any, x: Any) -> float:
+    """FLOPs of one training step: 3x the counted forward FLOPs.
+
+    FlopCounterMode counts forward convolutions correctly but treats grouped
+    (depthwise) convolutions as dense in backward, overcounting MobileNet's
+    backward ~20x; 3x forward is the standard estimate of forward + backward.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return 3.0 * counter.get_total_flops()
+
+
+def _step_seconds(model: Any, opt: Any, x: Any, y: Any, steps: int = 3, trials: int = 3) -> float:
+    """Best-of-``trials`` seconds of one training step on a pre-collated batch (no data pipeline)."""
+    import torch
+
+    model.train()
+    best = float("inf")
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        best = min(best, (time.perf_counter() - t0) / steps)
+    return best
 
 
 def _child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -151,7 +195,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--probe-epochs", type=int, default=10)
-    parser.add_argument("--full-epochs", type=int, default=2)
+    parser.add_argument("--full-epochs", type=int, default=3)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -171,21 +215,26 @@ def main() -> None:
 
 def report(r: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     cached, nocache, full, hand = r["frozen"], r["frozen-nocache"], r["full"], r["hand"]
-    engine_tp = full["n_train"] / full["epochs"][-1]["train_seconds"]  # last epoch: warm
-    hand_tp = hand["n_train"] / hand["epoch_seconds"][-1]
+    # best epoch after the first (warm-up) on both sides: other processes share these cores
+    engine_tp = full["n_train"] / min(row["train_seconds"] for row in full["epochs"][1:])
+    hand_tp = hand["n_train"] / min(hand["epoch_seconds"][1:])
     achieved = hand["flops_per_sample"] * engine_tp
     compute_only = hand["flops_per_sample"] / hand["compute_seconds_per_sample"]
     print(f"engine benchmarks: {MODEL}, digits {args.per_class}/class, {args.image_size}px, batch {args.batch_size}, "
           f"{os.cpu_count()} CPUs")
     print(f"{'measure':<48}{'value':>14}{'goal':>10}")
     rows = [
-        ("frozen probe, cache vs recompute (speed-up)", nocache["seconds"] / cached["seconds"], ">= 8"),
+        ("frozen 10-epoch probe, cache vs recompute (x)", nocache["probe_seconds"] / cached["probe_seconds"], ">= 8"),
+        ("  same, warm cache (a second run)", nocache["probe_seconds"] / cached["warm_probe_seconds"], ""),
         ("  accuracy cached / recomputed", f"{cached['accuracy']:.3f} / {nocache['accuracy']:.3f}", "equal"),
-        ("  seconds cached / recomputed", f"{cached['seconds']:.1f} / {nocache['seconds']:.1f}", ""),
+        ("  probe seconds cached (cold) / recomputed",
+         f"{cached['probe_seconds']:.2f} / {nocache['probe_seconds']:.2f}", ""),
+        ("  whole command seconds cached / recomputed", f"{cached['seconds']:.1f} / {nocache['seconds']:.1f}", ""),
         ("full fine-tune throughput, engine / hand loop", engine_tp / hand_tp, ">= 0.97"),
         ("  samples/s engine / hand loop", f"{engine_tp:.1f} / {hand_tp:.1f}", ""),
         ("fine-tune FLOP/s / fp32 matmul peak (end to end)", achieved / hand["matmul_peak_flops"], ">= 0.6"),
         ("  same, model step only (no data pipeline)", compute_only / hand["matmul_peak_flops"], ""),
+        ("  dense CNN (resnet18) step only / peak", hand["dense_step_flops"] / hand["matmul_peak_flops"], ""),
         ("  GFLOP/s end to end / step only / matmul peak",
          f"{achieved / 1e9:.1f} / {compute_only / 1e9:.1f} / {hand['matmul_peak_flops'] / 1e9:.1f}", ""),
         ("peak RSS frozen / full", cached["rss_mb"] / full["rss_mb"], "<= 0.5"),

@@ -189,11 +189,14 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
     train_targets = [targets[i] for i in prep.train_idx]
     val_samples = [data.samples[i] for i in prep.val_idx]
     val_targets = [targets[i] for i in prep.val_idx]
+    timing: dict[str, float] = {}
     if cached:
+        t_feat = time.perf_counter()
         key = weights_identity(entry, config.pretrained)
         feats = extract_features(model.backbone, data, batch_size=max(config.batch_size, 64), cache_key=key,
                                  device=accelerator.device, progress=progress and main)
         val_feats = feats[prep.val_idx]
+        timing["features_seconds"] = round(time.perf_counter() - t_feat, 4)
         loader = loop.feature_loader(feats[prep.train_idx], train_targets, config.batch_size, sampler)
         module: torch.nn.Module = model.head
     else:
@@ -224,7 +227,7 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
             return classification_metrics(logits, torch.tensor(val_targets), len(prep.classes))
         return evaluate_samples(model, val_samples, val_targets, prep.classes, config.batch_size)
 
-    info = _info(config, entry, prep, model, policy, history, "running")
+    info = {**_info(config, entry, prep, model, policy, history, "running"), "timing": timing}
     if main:
         write_json(out / INFO, info)
     token = data.task == "token-classification"

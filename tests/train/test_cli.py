@@ -25,6 +25,7 @@ def invoke(runner: CliRunner, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.slow
 def test_tune_evaluate_predict_export(runner: CliRunner, tiny_plugin: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
     code, out = invoke(runner, "tune", tiny_plugin, "tinydigits", "--policy", "top-k", "--unfreeze", "1",

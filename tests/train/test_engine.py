@@ -17,6 +17,7 @@ from graftzoo.train.run import load_run
 from tests.train import tiny
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_an_uninterrupted_run(config: Any, tmp_path: Path) -> None:
     cfg = config(policy="gradual", unfreeze_every=1, epochs=4)
     whole = train(cfg, tmp_path / "whole", progress=False)
@@ -131,6 +132,7 @@ def test_layerwise_lr_decay_groups(config: Any) -> None:
     assert n_params == len(list(model.parameters()))
 
 
+@pytest.mark.slow
 def test_l2sp_pulls_toward_the_pretrained_weights(config: Any, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

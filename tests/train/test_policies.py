@@ -86,6 +86,7 @@ def test_bitfit_trains_only_biases_and_keeps_bn_statistics(config: Any, tmp_path
         assert was_changed == name.endswith("bias"), (name, was_changed)
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_and_head_only_and_reloads(config: Any, tmp_path: Path) -> None:
     from graftzoo.train.run import load_run
     from tests.train.tiny import digits

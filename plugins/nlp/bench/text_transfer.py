@@ -36,8 +36,12 @@ def _subset(data: Any, n: int) -> Any:
 
 def tfidf_baseline(texts: list[str], labels: list[str], train: list[int], val: list[int]) -> float:
     """Held-out accuracy of TF-IDF + logistic regression (C by cross-validation on train only)."""
+    import warnings
+
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegressionCV
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="sklearn")  # 1.10 API-change notices
 
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)
     x_train = vec.fit_transform([texts[i] for i in train])

@@ -88,25 +88,36 @@ def test_classification_run_predicts_the_same_offline(tiny_registry: Path, tmp_p
     assert sorted(info["extra_files"]) == ["config.json", "tokenizer_config.json", "vocab.txt"]
     shutil.rmtree(tiny_registry)  # the run alone must be enough from here on
     queries = ["a great film", "boring and bad", "the movie in paris"]
-    here = load_run(tmp_path / "run").predict(queries)
+    run = load_run(tmp_path / "run")
+    here = run.predict(queries)
     there = torch.tensor(_predict_in_fresh_process(tmp_path / "run", queries, token=False))
     assert here.shape == (3, 2)
     torch.testing.assert_close(there, here, atol=1e-5, rtol=1e-4)
+    # The command line, as a user runs it: label + probabilities as JSON, offline.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cli = subprocess.run([sys.executable, "-m", "graftzoo", "predict", str(tmp_path / "run"), *queries, "--json"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    shown = json.loads(cli.stdout)
+    assert [r["label"] for r in shown] == [run.classes[int(i)] for i in here.argmax(-1)]
+    for row, probs in zip(shown, here, strict=True):
+        assert row["probabilities"] == pytest.approx(dict(zip(run.classes, probs.tolist(), strict=True)), abs=1e-5)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["lora", "top-k"])
-def test_ner_run_tags_words_and_predicts_offline(tiny_registry: Path, tmp_path: Path, policy: str) -> None:
+def test_lora_ner_run_tags_words_and_predicts_offline(tiny_registry: Path, tmp_path: Path) -> None:
     from graftzoo.train.config import TrainConfig
     from graftzoo.train.engine import train
     from graftzoo.train.run import load_run
     from graftzoo_nlp.predict import tag_texts
 
-    config = TrainConfig(model="tiny-bert.test", data=str(HERE / "tiny_ner.conll"), policy=policy, epochs=2,
-                         lr=5e-3, batch_size=2, unfreeze=1, val_split=0.34)
+    config = TrainConfig(model="tiny-bert.test", data=str(HERE / "tiny_ner.conll"), policy="lora", epochs=2,
+                         lr=5e-3, batch_size=2, val_split=0.34)
     info = train(config, tmp_path / "run", progress=False)
     assert info["task"] == "token-classification"
     assert {"entity_f1", "entity_precision", "entity_recall"} <= set(info["final"])
+    assert info["epochs"][-1]["trainable_params"] < sum(  # adapters + head only
+        p.numel() for p in load_run(tmp_path / "run").model.parameters()) // 2
     shutil.rmtree(tiny_registry)
     run = load_run(tmp_path / "run")
     texts = ["Anna lives in Paris .", "New York is great"]
