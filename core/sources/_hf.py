@@ -191,8 +191,13 @@ def _verify_blob(blob: Path, pin: str | None, where: str, name: str) -> str:
 
 
 def _download(repo: str, revision: str, name: str, pin: str | None, force: bool, where: str,
-              progress: Callable[[str, int | None], Advance]) -> tuple[FileRecord, str]:
-    """One file into the hub cache, verified before it becomes visible; returns (record, commit)."""
+              progress: Callable[[str, int | None], Advance],
+              known: tuple[str, int] | None = None) -> tuple[FileRecord, str]:
+    """One file into the hub cache, verified before it becomes visible; returns (record, commit).
+
+    ``known`` is (etag, size) from a tree listing at the commit ``revision``:
+    the per-file HEAD request is then skipped, as snapshot_download does.
+    """
     from filelock import FileLock
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils._headers import build_hf_headers
@@ -201,8 +206,14 @@ def _download(repo: str, revision: str, name: str, pin: str | None, force: bool,
     what = f"{where}: hf://{repo}@{revision}/{name}"
     url = hf_hub_url(repo, name, revision=revision, endpoint=endpoint())
     tok = token()
-    meta = retrying(lambda: get_hf_file_metadata(url, token=tok, endpoint=endpoint()), what)
-    etag, commit = meta.etag, meta.commit_hash
+    etag: str | None
+    commit: str | None
+    size: int | None
+    if known is not None and _HEX40.match(revision):
+        etag, commit, size, location = known[0], revision, known[1], url
+    else:
+        meta = retrying(lambda: get_hf_file_metadata(url, token=tok, endpoint=endpoint()), what)
+        etag, commit, size, location = meta.etag, meta.commit_hash, meta.size, meta.location
     if not etag or not commit or "/" in etag or etag in (".", ".."):
         raise SourceError(f"{what}: the hub gave no usable ETag/commit for this file; it is not a hub endpoint?")
     hub_sha = etag if _HEX64.match(etag) else None
@@ -227,16 +238,16 @@ def _download(repo: str, revision: str, name: str, pin: str | None, force: bool,
                 _cache.forget_sha256(blob)
         _cache.remove_stale_parts(blob)
         headers = build_hf_headers(token=tok)
-        advance = progress(name, meta.size)
-        digest = _cache.write_verified(blob, _stream(meta.location, headers, meta.size, what, advance),
-                                       pin or hub_sha, what, name, expected_size=meta.size,
+        advance = progress(name, size)
+        digest = _cache.write_verified(blob, _stream(location, headers, size, what, advance),
+                                       pin or hub_sha, what, name, expected_size=size,
                                        expected_git_sha1=None if pin else git_sha1)
         _link(pointer, blob)
-    return FileRecord(name, pointer, digest, meta.size or blob.stat().st_size), commit
+    return FileRecord(name, pointer, digest, size or blob.stat().st_size), commit
 
 
-def _list_files(repo: str, revision: str, folder: str, where: str) -> dict[str, str | None]:
-    """Every file of a snapshot (or of one folder in it), from the hub's tree listing."""
+def _list_files(repo: str, revision: str, folder: str, where: str) -> dict[str, tuple[str | None, str, int]]:
+    """Every file of a snapshot (or one folder in it): name -> (LFS sha256, etag, size), from the tree listing."""
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint(), token=token())
@@ -246,14 +257,16 @@ def _list_files(repo: str, revision: str, folder: str, where: str) -> dict[str, 
         return list(api.list_repo_tree(repo, path_in_repo=folder.rstrip("/") or None, revision=revision,
                                        recursive=True))
 
-    out: dict[str, str | None] = {}
+    out: dict[str, tuple[str | None, str, int]] = {}
     for item in retrying(listing, what):
         if getattr(item, "blob_id", None) is None:
             continue  # a folder
         path = str(item.path)
         _cache.safe_relpath(path, where)
         lfs = getattr(item, "lfs", None)
-        out[path[len(folder):] if folder and path.startswith(folder) else path] = lfs.sha256 if lfs else None
+        name = path[len(folder):] if folder and path.startswith(folder) else path
+        sha = str(lfs.sha256) if lfs else None
+        out[name] = (sha, sha or str(item.blob_id), int(item.size))
     if not out:
         raise SourceError(f"{what}: the hub lists no files there; check the path and revision")
     return out
@@ -298,20 +311,24 @@ def fetch_hf(entry: ModelEntry, src: Source, revision: str | None, force: bool) 
     if rev != src.revision:
         pins = {name: None for name in entry.files} if src.is_directory else {}
     folder_prefix = src.path if src.is_directory else src.path.rsplit("/", 1)[0] + "/" if "/" in src.path else ""
+    known: dict[str, tuple[str, int]] = {}
     if src.is_directory and not pins:
-        pins = _list_files(src.repo, rev, src.path, where)
+        listing = _list_files(src.repo, rev, src.path, where)
+        pins = {name: info[0] for name, info in listing.items()}
+        known = {name: (info[1], info[2]) for name, info in listing.items()}
     elif not pins:
         pins = {src.path.rsplit("/", 1)[-1]: None}
-    names = list(pins)
+    # The smallest file goes first: its HEAD fixes the commit, so the others (fetched in parallel, without a
+    # HEAD each when the listing gave their hashes) cannot mix two commits of a moving branch.
+    names = sorted(pins, key=lambda n: known.get(n, ("", 0))[1])
     with transfers() as progress:
-        # The first file fixes the commit, so the others (fetched in parallel) cannot mix two commits of a branch.
         first, commit = _download(src.repo, rev, folder_prefix + names[0], pins[names[0]], force, where, progress)
         results = {names[0]: first}
         if len(names) > 1:
             pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(names) - 1), thread_name_prefix="graft-pull")
             try:
                 futures = {name: pool.submit(_download, src.repo, commit, folder_prefix + name, pins[name], force,
-                                             where, progress) for name in names[1:]}
+                                             where, progress, known.get(name)) for name in names[1:]}
                 for name, future in futures.items():
                     results[name] = future.result()[0]
             finally:
