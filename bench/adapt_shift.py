@@ -6,7 +6,7 @@ inverted contrast), written as an imagefolder. `graft adapt` adapts on one half
 of the shifted set without its labels; accuracy is measured on the other half,
 before and after.
 
-    .venv/bin/python bench/adapt_shift.py [--epochs 5] [--image-size 32] [--per-class 30]
+    .venv/bin/python bench/adapt_shift.py [--epochs 6] [--lr 3e-3] [--image-size 32] [--per-class 30]
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def shifted_digits(inverted: bool, seed: int = 0) -> tuple[list, list]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--per-class", type=int, default=30)
     args = ap.parse_args()
@@ -64,7 +65,8 @@ def main() -> None:
     run = root / "source"
     t0 = time.perf_counter()
     info = train(TrainConfig(model="mobilenetv2_100.tv_in1k", data="digits", policy="full", epochs=args.epochs,
-                             image_size=args.image_size, limit_per_class=args.per_class), run, progress=False)
+                             image_size=args.image_size, limit_per_class=args.per_class, lr=args.lr,
+                             batch_size=16), run, progress=False)
     print(f"source run: digits, {args.per_class}/class, policy full, {args.epochs} epochs, image size "
           f"{args.image_size}: val accuracy {info['final']['accuracy']:.4f} ({time.perf_counter() - t0:.0f} s)")
     for shift, inverted in (("colour cast + low contrast + noise", False), ("inverted contrast", True)):

@@ -7,7 +7,8 @@ same few-shot limit); each candidate is then fine-tuned (policy full) and its
 final validation accuracy recorded. Prints per-dataset tables, tau for each
 score and the time of ranking against the time of the fine-tunes it replaces.
 
-    .venv/bin/python bench/rank_vs_finetune.py [--epochs 6] [--image-size 32] [--per-class 10]
+    .venv/bin/python bench/rank_vs_finetune.py [--epochs 10] [--lr 3e-3] [--batch-size 16] \
+        [--image-size 32] [--per-class 10]
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ MODELS = ("mobilenetv2_100.tv_in1k", "efficientnet_lite0.lukemelas_in1k")
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", nargs="+", default=["digits", "digits-inverted"])
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--per-class", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
 
     import torch
@@ -63,7 +66,7 @@ def main() -> None:
         for cand in candidates:
             config = TrainConfig(model=cand.entry.id, data=spec, policy="full", epochs=args.epochs,
                                  image_size=args.image_size, limit_per_class=args.per_class, seed=args.seed,
-                                 pretrained=cand.pretrained, batch_size=32)
+                                 pretrained=cand.pretrained, batch_size=args.batch_size, lr=args.lr)
             t1 = time.perf_counter()
             info = train(config, out_root / f"{spec}-{cand.entry.arch_name}-{int(cand.pretrained)}",
                          data=data, progress=False)
@@ -72,7 +75,8 @@ def main() -> None:
         all_rank_s += rank_s
         all_tune_s += tune_s
         print(f"\n== {spec}: {len(train_idx)} training samples ({args.per_class}/class), image size "
-              f"{args.image_size}, fine-tune: policy full, {args.epochs} epochs")
+              f"{args.image_size}, fine-tune: policy full, {args.epochs} epochs, lr {args.lr}, "
+              f"batch {args.batch_size}", flush=True)
         print(f"{'model':<52} {'logme':>8} {'knn':>6} {'linear':>7} {'tuned acc':>9}")
         for r in ranked:
             name = r.model + ("" if r.pretrained else " (random init)")

@@ -19,6 +19,9 @@ from graftzoo.cli._output import echo_json, format_table
 @click.option("--format", "data_format", default=None, help="Data format when it cannot be detected.")
 @click.option("--limit", type=click.IntRange(min=4), default=None,
               help="Score a stratified sample of at most N examples (faster).")
+@click.option("--limit-per-class", type=click.IntRange(min=2), default=None,
+              help="Few-shot: score at most N examples per class (same selection as 'graft tune --limit-per-class "
+                   "N --val-split 0' with the same seed).")
 @click.option("--image-size", type=click.IntRange(min=8), default=None,
               help="Resize images to this size for every vision candidate (less compute).")
 @click.option("--by", type=click.Choice(["logme", "knn", "linear"]), default="logme", show_default=True,
@@ -29,8 +32,8 @@ from graftzoo.cli._output import echo_json, format_table
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality: str | None,
-         data_format: str | None, limit: int | None, image_size: int | None, by: str, folds: int,
-         batch_size: int, seed: int, as_json: bool) -> None:
+         data_format: str | None, limit: int | None, limit_per_class: int | None, image_size: int | None,
+         by: str, folds: int, batch_size: int, seed: int, as_json: bool) -> None:
     """Score candidate backbones for DATA with LogME, kNN and linear-probe accuracy.
 
     Features are computed once per model and cached (a later 'graft tune
@@ -56,6 +59,10 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
     if modality is None:
         raise DataError(f"{data}: cannot tell the data's modality; pass --modality or --models")
     total = len(dataset)
+    if limit_per_class is not None:
+        from graftzoo.train.split import limit_per_class as per_class
+
+        dataset = dataset.subset(per_class(range(total), dataset.labels, limit_per_class, seed))
     dataset = stratified_limit(dataset, limit, seed)
     candidates = candidates_for(modality, model_ids, include_scratch)
     options = {"image_size": image_size} if image_size is not None else {}

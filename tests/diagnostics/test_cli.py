@@ -65,7 +65,9 @@ def test_rank_scores_pretrained_above_scratch_and_reuses_the_feature_cache(plugi
     assert report["results"][0]["pretrained"] and not pre["cached"]
     again = json.loads(graft("rank", "tinydigits", "--models", plugin, "--folds", "3", "--json").output)
     assert again["results"][0]["cached"] and again["results"][0]["logme"] == pytest.approx(pre["logme"])
-    table = graft("rank", "tinydigits", "--models", plugin, "--models", f"{plugin}:scratch", "--folds", "3")
+    table = graft("rank", "tinydigits", "--models", plugin, "--models", f"{plugin}:scratch", "--folds", "3",
+                  "--limit-per-class", "6")
+    assert "30 samples (of 120)" in table.output
     assert "(random init)" in table.output and "logme" in table.output and "total" in table.output
 
 
