@@ -15,10 +15,17 @@ import click
 @click.option("--format", "data_format", default=None, help="Data format, when it cannot be detected.")
 @click.option("--skip-bad", is_flag=True, help="Skip bad rows/files instead of stopping.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--shift/--no-shift", default=True, show_default=True,
+              help="Score the domain shift between the run's training data and DATA (one more feature pass).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with the confusion matrix).")
 def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip_bad: bool, batch_size: int,
-             as_json: bool) -> None:
-    """Evaluate the run in RUN_DIR on DATA: accuracy, loss, n, macro-F1 (entity F1 for token tasks)."""
+             shift: bool, as_json: bool) -> None:
+    """Evaluate the run in RUN_DIR on DATA: accuracy, loss, n, macro-F1 (entity F1 for token tasks).
+
+    For classification it also reports per-class metrics, calibration (expected
+    calibration error) and how far DATA is from the training data in the
+    backbone's feature space, with a warning in plain words when it is far.
+    """
     from graftzoo.cli._output import echo_json
     from graftzoo.data import load_data
     from graftzoo.errors import DataError
@@ -42,7 +49,12 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
         dataset = dataset.subset(val_idx, name=f"{dataset.name} (val split)")
     if len(dataset) == 0:
         raise DataError(f"{data}: no labelled samples")
-    metrics = run.evaluate(dataset.samples, dataset.labels, batch_size=batch_size, progress=True)
+    if run.task == "classification":
+        from graftzoo.diagnostics.run_report import evaluate_with_report
+
+        metrics = evaluate_with_report(run, dataset, batch_size=batch_size, shift=shift)
+    else:
+        metrics = run.evaluate(dataset.samples, dataset.labels, batch_size=batch_size, progress=True)
     metrics = {"run": str(run_dir), "data": data, "split": split, **metrics}
     if as_json:
         echo_json(metrics)
@@ -52,3 +64,8 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
         if key in metrics:
             click.echo(f"{key:<17} {metrics[key]:.4f}")
     click.echo(f"{'n':<17} {metrics['n']}")
+    if "report" in metrics:
+        from graftzoo.diagnostics.report import format_evaluation_report
+
+        click.echo()
+        click.echo(format_evaluation_report(metrics["report"]))

@@ -1,0 +1,73 @@
+"""The shift and bias section of ``graft evaluate``: one feature pass, every diagnostic.
+
+Features of the evaluation data are computed once with the run's own
+(fine-tuned) backbone; the head turns them into the logits behind the metrics,
+so the report costs no second pass. For the domain-shift score the run's
+training split is loaded again and a sample of it is passed through the same
+backbone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from graftzoo.data import LabelledData, load_data
+from graftzoo.errors import GraftError, TrainingError
+from graftzoo.train.features import extract_features
+from graftzoo.train.metrics import classification_metrics
+from graftzoo.train.split import limit_per_class, stratified_split
+
+if TYPE_CHECKING:
+    from graftzoo.train.run import Run
+
+#: Training samples passed through the backbone for the shift score: enough for
+#: a stable domain classifier, few enough to keep evaluate quick on CPU.
+TRAIN_SAMPLE = 400
+
+
+def training_split(run: Run) -> LabelledData:
+    """The run's training split, re-created from graft.json (same data, seed and split)."""
+    cfg = run.config
+    data = load_data(cfg.data, modality=run.entry.modality, format=cfg.format, **cfg.data_options)
+    if data.fingerprint() != run.info["data"]["fingerprint"]:
+        raise TrainingError(f"{cfg.data} changed since the run trained on it")
+    train_idx, _ = stratified_split(data.labels, cfg.val_split, cfg.seed)
+    if cfg.limit_per_class is not None:
+        train_idx = limit_per_class(train_idx, data.labels, cfg.limit_per_class, cfg.seed)
+    if len(train_idx) > TRAIN_SAMPLE:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        train_idx = [train_idx[i] for i in torch.randperm(len(train_idx), generator=gen)[:TRAIN_SAMPLE].tolist()]
+    return data.subset(sorted(train_idx), name=f"{data.name} (train split)")
+
+
+def evaluate_with_report(run: Run, data: LabelledData, batch_size: int = 64, shift: bool = True,
+                         progress: bool = True) -> dict[str, Any]:
+    """Metrics plus per-class metrics, calibration and (with ``shift``) a domain-shift score."""
+    from graftzoo.diagnostics.report import evaluation_report
+
+    index = {c: i for i, c in enumerate(run.classes)}
+    unseen = sorted({str(label) for label in data.labels if str(label) not in index})
+    if unseen:
+        raise TrainingError(f"labels never seen in training: {', '.join(unseen[:10])}"
+                            f"{' ...' if len(unseen) > 10 else ''}; the run knows {', '.join(run.classes)}")
+    targets = torch.tensor([index[str(label)] for label in data.labels], dtype=torch.long)
+    backbone = run.model.backbone
+    feats = extract_features(backbone, data, batch_size=batch_size, progress=progress)
+    with torch.no_grad():
+        logits = run.model.head(feats).float()
+    metrics = classification_metrics(logits, targets, len(run.classes))
+    train_feats = None
+    note = None
+    if shift:
+        try:
+            train_feats = extract_features(backbone, training_split(run), batch_size=batch_size, progress=progress)
+        except GraftError as exc:
+            note = f"no shift score: the training data is not available ({exc})"
+    report = evaluation_report(targets.numpy(), torch.softmax(logits, -1).numpy(), run.classes,
+                               train_features=None if train_feats is None else train_feats.numpy(),
+                               eval_features=feats.numpy() if train_feats is not None else None)
+    if note:
+        report.setdefault("warnings", []).append(note)
+    return {**metrics, "report": report}
