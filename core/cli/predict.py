@@ -23,7 +23,7 @@ def predict(run_dir: Path, inputs: tuple[str, ...], top: int, batch_size: int, a
     run = load_run(run_dir)
     samples: list[Any]
     if run.entry.modality == "text":
-        samples = [text.split() for text in inputs] if run.task == "token-classification" else list(inputs)
+        samples = list(inputs)
     else:
         missing = [i for i in inputs if not Path(i).exists()]
         if missing:
@@ -31,10 +31,12 @@ def predict(run_dir: Path, inputs: tuple[str, ...], top: int, batch_size: int, a
         samples = [str(Path(i)) for i in inputs]
     results: list[dict[str, Any]] = []
     if run.task == "token-classification":
-        for text, tags in zip(inputs, run.predict_labels(samples, batch_size), strict=True):
-            results.append({"input": text, "tags": list(zip(text.split(), tags, strict=True))})
+        from graftzoo.train.tagging import format_tagged, tag_texts
+
+        for tagged in tag_texts(run, samples, batch_size):
+            results.append({"input": tagged.pop("text"), **tagged})
             if not as_json:
-                click.echo(" ".join(f"{w}/{t}" for w, t in results[-1]["tags"]))
+                click.echo(format_tagged({"text": results[-1]["input"], **tagged}))
     else:
         probs = run.predict(samples, batch_size)
         for text, row in zip(inputs, probs, strict=True):

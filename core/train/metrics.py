@@ -36,30 +36,9 @@ def macro_f1(confusion: torch.Tensor) -> float:
     return float(f1[present].mean()) if bool(present.any()) else float("nan")
 
 
-def entity_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
-    """(type, start, end) spans of a BIO/IOB2 tag sequence; a stray I- starts a new span."""
-    spans: set[tuple[str, int, int]] = set()
-    kind: str | None = None
-    start = 0
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, typ = tag.partition("-")
-        if kind is not None and (prefix in ("O", "B") or typ != kind or not typ):
-            spans.add((kind, start, i))
-            kind = None
-        if prefix in ("B", "I") and typ and kind is None:
-            kind, start = typ, i
-    return spans
-
-
 def entity_f1(true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
     """Entity-level precision, recall and F1 (exact span and type match, as seqeval)."""
-    tp = n_true = n_pred = 0
-    for t, p in zip(true, pred, strict=True):
-        ts, ps = entity_spans(t), entity_spans(p)
-        tp += len(ts & ps)
-        n_true += len(ts)
-        n_pred += len(ps)
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_true if n_true else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"entity_precision": precision, "entity_recall": recall, "entity_f1": f1}
+    from graftzoo.train.tagging import entity_scores
+
+    scores = entity_scores(true, pred)
+    return {"entity_precision": scores["precision"], "entity_recall": scores["recall"], "entity_f1": scores["f1"]}

@@ -6,13 +6,15 @@ from pathlib import Path
 
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.engine import train
-from graftzoo.train.metrics import entity_f1, entity_spans
+from graftzoo.train.metrics import entity_f1
 from graftzoo.train.run import load_run
+from graftzoo.train.tagging import Entity, bio_entities
 from tests.train import tiny_tokens
 
 
 def test_entity_spans_and_f1() -> None:
-    assert entity_spans(["B-PER", "I-PER", "O", "B-LOC", "I-PER"]) == {("PER", 0, 2), ("LOC", 3, 4), ("PER", 4, 5)}
+    assert bio_entities(["B-PER", "I-PER", "O", "B-LOC", "I-PER"]) == [
+        Entity("PER", 0, 2), Entity("LOC", 3, 4), Entity("PER", 4, 5)]
     scores = entity_f1([["B-PER", "I-PER", "O"]], [["B-PER", "O", "O"]])
     assert scores["entity_f1"] == 0.0 and scores["entity_recall"] == 0.0
 

@@ -105,7 +105,7 @@ def lookup_baseline(samples: list[list[str]], labels: list[list[str]], train: li
 def ner_benchmark(n: int, out: Path, max_length: int, epochs: int) -> None:
     from graftzoo.data import load_data
     from graftzoo.train.split import stratified_split
-    from graftzoo_nlp.words import entity_scores
+    from graftzoo.train.tagging import entity_scores
 
     data = _subset(load_data("wnut16", modality="text"), n)
     train, val = stratified_split(data.labels, VAL_SPLIT, SEED)

@@ -27,7 +27,7 @@ from torch import nn
 
 from graftzoo.errors import DataError, PluginError
 from graftzoo.train.backbone import Backbone
-from graftzoo_nlp.words import split_words
+from graftzoo.train.tagging import split_words
 
 if TYPE_CHECKING:
     from graftzoo.registry import ModelEntry

@@ -59,7 +59,7 @@ def _predict_in_fresh_process(run: Path, samples: list[Any], token: bool) -> Any
         "run = load_run(sys.argv[1])\n"
         "samples = json.loads(sys.argv[2])\n"
         "if run.task == 'token-classification':\n"
-        "    from graftzoo_nlp.predict import tag_texts\n"
+        "    from graftzoo.train.tagging import tag_texts\n"
         "    print(json.dumps([r['entities'] for r in tag_texts(run, samples)] + [run.predict_labels(\n"
         "        [r.split() for r in samples])]))\n"
         "else:\n"
@@ -109,7 +109,7 @@ def test_lora_ner_run_tags_words_and_predicts_offline(tiny_registry: Path, tmp_p
     from graftzoo.train.config import TrainConfig
     from graftzoo.train.engine import train
     from graftzoo.train.run import load_run
-    from graftzoo_nlp.predict import tag_texts
+    from graftzoo.train.tagging import tag_texts
 
     config = TrainConfig(model="tiny-bert.test", data=str(HERE / "tiny_ner.conll"), policy="lora", epochs=2,
                          lr=5e-3, batch_size=2, val_split=0.34)

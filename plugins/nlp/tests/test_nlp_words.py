@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graftzoo_nlp.words import Entity, bio_entities, entity_scores, entity_spans, format_entities, split_words
+from graftzoo.train.tagging import Entity, bio_entities, entity_scores, entity_spans, format_entities, split_words
 
 
 def test_split_words_keeps_offsets_and_conll_conventions() -> None:

@@ -1,8 +1,7 @@
-"""Words and entities: splitting raw text into words, and BIO tags into entity spans.
+"""Token classification on raw text: words with character spans, BIO entities, entity F1.
 
-Pure Python (no torch, no transformers): the data loaders, the backbone's
-sub-word alignment, the NER metrics and ``graft predict`` all share these, so
-a sentence is cut into words the same way at training and at prediction time.
+Pure Python, shared by the engine (entity-level metrics, ``graft predict`` on
+NER runs) and text adapters (which align sub-words to these words).
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 # Close to the CoNLL / Penn Treebank conventions the NER sets use: clitics
 # ("n't", "'s") and punctuation are words of their own, while @handles,
@@ -71,9 +70,7 @@ def bio_entities(tags: Sequence[str]) -> list[Entity]:
     start = 0
     for i, tag in enumerate([*tags, "O"]):
         prefix, tag_kind = _split_tag(tag)
-        ends = kind is not None and (prefix in ("O", "B", "S") or tag_kind != kind)
-        if ends:
-            assert kind is not None
+        if kind is not None and (prefix in ("O", "B", "S") or tag_kind != kind):
             entities.append(Entity(kind, start, i))
             kind = None
         if prefix != "O" and (kind is None or prefix in ("B", "S")):
@@ -153,3 +150,42 @@ def format_entities(text: str, entities: Sequence[dict[str, Any]]) -> str:
         score = f"  ({ent['score']:.2f})" if "score" in ent else ""
         lines.append(f"[{ent['start']}:{ent['end']}] {ent['type']:<12} {text[ent['start']:ent['end']]}{score}")
     return "\n".join(lines)
+
+
+class _TokenRun(Protocol):
+    classes: list[str]
+
+    def predict(self, samples: Sequence[Any], batch_size: int = ...) -> Any: ...
+
+
+def tag_texts(run: _TokenRun, texts: Sequence[str], batch_size: int = 32) -> list[dict[str, Any]]:
+    """Per text: ``{"text", "words", "tags", "entities"}`` with entities as character spans.
+
+    ``run.predict`` on word lists gives per-word tag probabilities
+    ``[N, W, C]``; each word takes its most probable tag and each entity the
+    mean probability of its words as ``score``.
+    """
+    words = [split_words(text) for text in texts]
+    with_words = [i for i, w in enumerate(words) if w]
+    results: list[dict[str, Any]] = [{"text": t, "words": [], "tags": [], "entities": []} for t in texts]
+    if not with_words:
+        return results
+    probs = run.predict([[w.text for w in words[i]] for i in with_words], batch_size)
+    for row, i in enumerate(with_words):
+        n = len(words[i])
+        best = probs[row, :n].max(-1)
+        tags = [run.classes[int(k)] for k in best.indices]
+        scores = [float(v) for v in best.values]
+        results[i].update(
+            words=[{"text": w.text, "start": w.start, "end": w.end} for w in words[i]],
+            tags=tags,
+            entities=entity_spans(texts[i], words[i], tags, scores),
+        )
+    return results
+
+
+def format_tagged(result: dict[str, Any]) -> str:
+    """The text, then one line per entity (``[start:end] TYPE text (score)``), for people."""
+    text = str(result["text"])
+    return text + "\n" + "\n".join(
+        "  " + line for line in format_entities(text, result["entities"]).splitlines())
