@@ -110,6 +110,19 @@ def _check_labels(what: str, data: LabelledData) -> None:
                        "loaders return class names as non-empty strings")
 
 
+def _abbreviated(sample: Any) -> bool:
+    """True when ``repr(sample)`` may be shortened (numpy/torch arrays print '...').
+
+    Strings, paths and sequences of them are printed in full, so a literal
+    '...' in a text is not an abbreviation.
+    """
+    if isinstance(sample, (str, bytes, Path)):
+        return False
+    if isinstance(sample, (list, tuple)) and all(isinstance(x, (str, bytes, Path)) for x in sample):
+        return False
+    return "..." in repr(sample)
+
+
 def check_dataset_format(
     name: str,
     sample: str | Path | None = None,
@@ -185,7 +198,7 @@ def check_dataset_format(
     fingerprint = data.fingerprint()
     if not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
         raise fail(what, f"fingerprint() is {fingerprint!r}, not a sha256 hex digest")
-    if not data.fingerprint_parts and any("..." in repr(s) for s in data.samples):
+    if not data.fingerprint_parts and any(_abbreviated(s) for s in data.samples):
         raise fail(what, "samples' repr() is abbreviated ('...'), so the feature cache cannot tell them apart",
                    "set LabelledData.fingerprint_parts (e.g. file hash and index per sample)")
     try:

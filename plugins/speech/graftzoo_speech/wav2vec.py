@@ -163,6 +163,12 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
     -1 = last), ``max_seconds`` (crop long inputs).
     """
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
+    from transformers.utils import logging as hf_logging
+
+    # transformers' 'Loading weights' bars and init notes would bury Graftzoo's own output (the kit builds
+    # a backbone once per policy, and every build printed a bar).
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
     given = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(given) - set(_OPTIONS))
