@@ -48,7 +48,9 @@ def expected_trainable(policy: str, backbone: Backbone, epoch: int, options: Map
         cap = int(limit) if limit is not None else len(groups)
         return last(min(epoch // int(options.get("unfreeze_every") or 1), cap))
     if policy == "bitfit":
-        return {n for n in everything if n.endswith("bias")}
+        from graftzoo.train.policies import is_bias
+
+        return {n for n in everything if is_bias(n)}
     if policy == "lora":
         return {n for n in everything if "lora_" in n}
     return None

@@ -312,7 +312,8 @@ def _finish(config: TrainConfig, prep: Prepared, model: GraftModel, policy: Free
     final: dict[str, Any] = {}
     if prep.val_idx:
         final = validate()
-        final["best_epoch"] = early["best_epoch"]
+        if config.early_stopping is not None:  # otherwise the weights are the last epoch's, whatever was best
+            final["best_epoch"] = early["best_epoch"]
     info = {**info, "status": "complete", "epochs": history, "final": final,
             "policy": {**info["policy"], "state": policy.state_dict()}}
     if main:

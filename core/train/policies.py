@@ -198,6 +198,11 @@ class Gradual(FreezePolicy):
         return f"gradual: one more group every {self.options.get('unfreeze_every') or 1} epoch(s)"
 
 
+def is_bias(param_name: str) -> bool:
+    """A bias term: ``...bias`` of Linear/Conv/norms, ``bias_ih_l0``/``bias_hh_l0`` of LSTM/GRU/RNN."""
+    return param_name.rsplit(".", 1)[-1].startswith("bias")
+
+
 class BitFit(FreezePolicy):
     """Only bias terms of the backbone (and the whole head) train; BatchNorm statistics stay fixed."""
 
@@ -206,11 +211,11 @@ class BitFit(FreezePolicy):
     def apply(self, model: GraftModel) -> None:
         super().apply(model)
         for pname, p in model.backbone.named_parameters():
-            if pname.endswith("bias"):
+            if is_bias(pname):
                 p.requires_grad_(True)
 
     def validate(self, model: GraftModel) -> None:
-        if not any(n.endswith("bias") for n, _ in model.backbone.named_parameters()):
+        if not any(is_bias(n) for n, _ in model.backbone.named_parameters()):
             raise TrainingError("policy 'bitfit': this backbone has no bias parameters; use top-k or lora")
 
     def describe(self) -> str:

@@ -102,3 +102,14 @@ def test_lora_trains_adapters_and_head_only_and_reloads(config: Any, tmp_path: P
     assert metrics["n"] == 120 and metrics["accuracy"] > 0.3
     val = info["final"]
     assert val["n"] == 25
+
+
+def test_bitfit_counts_recurrent_biases() -> None:
+    """nn.LSTM names its biases bias_ih_l0/bias_hh_l0: BitFit must train them too."""
+    from torch import nn
+
+    from graftzoo.train.policies import is_bias
+
+    names = [n for n, _ in nn.LSTM(4, 8).named_parameters()] + [n for n, _ in nn.Linear(2, 2).named_parameters()]
+    assert [n for n in names if is_bias(n)] == ["bias_ih_l0", "bias_hh_l0", "bias"]
+    assert not is_bias("biasless.weight") and not is_bias("unbiased")
