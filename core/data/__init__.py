@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,31 @@ class LabelledData:
             fingerprint_parts=parts,
             meta=dict(self.meta),
         )
+
+
+def class_folder_files(root: Path, suffixes: Collection[str]) -> list[tuple[Path, str]]:
+    """``(file, class)`` pairs of ``root/<class>/<file>`` whose suffix is in ``suffixes``, sorted.
+
+    The layout of imagefolder, audiofolder and the like; hidden entries are skipped.
+    """
+    return [
+        (f, sub.name)
+        for sub in sorted(root.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
+        for f in sorted(sub.iterdir())
+        if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
+    ]
+
+
+def is_class_folder(path: Path, suffixes: Collection[str]) -> bool:
+    """Format detector: a directory with class sub-directories holding files with these suffixes."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    return any(
+        f.is_file() and f.suffix.lower() in suffixes
+        for sub in path.iterdir() if sub.is_dir() and not sub.name.startswith(".")
+        for f in sub.iterdir()
+    )
 
 
 def load_data(spec: str, modality: str | None = None, format: str | None = None, **options: Any) -> LabelledData:

@@ -14,23 +14,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from graftzoo.data import LabelledData
+from graftzoo.data import LabelledData, is_class_folder
 from graftzoo.errors import DataError
 from graftzoo_speech.audio import AUDIO_EXTENSIONS
 
 _MAX_LISTED = 5  # bad files named in one error message
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-
-
 def is_audiofolder(path: Path) -> bool:
     """Detector: a directory with at least one sub-folder holding .wav/.flac files."""
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    return any(sub.is_dir() and _audio_files(sub) for sub in path.iterdir() if not sub.name.startswith("."))
+    return is_class_folder(path, AUDIO_EXTENSIONS)
 
 
 def _file_hash(path: Path) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from graftzoo.data import LabelledData
+from graftzoo.data import LabelledData, class_folder_files, is_class_folder
 from graftzoo.errors import DataError
 from graftzoo_vision.images import IMAGE_SUFFIXES, open_image, to_pil
 
@@ -33,16 +33,9 @@ DIGITS_SOURCE = ("scikit-learn load_digits: UCI Optical Recognition of Handwritt
                  "(Alpaydin & Kaynak), 1,797 8x8 images, CC BY 4.0")
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def is_imagefolder(path: Path) -> bool:
     """Detector: a directory with class sub-directories that hold image files."""
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    return any(sub.is_dir() and _image_files(sub) for sub in path.iterdir())
+    return is_class_folder(path, IMAGE_SUFFIXES)
 
 
 def _check(path: Path) -> tuple[str | None, str]:
@@ -69,7 +62,7 @@ def load_imagefolder(location: str, skip_bad: bool = False, **options: Any) -> L
     root = Path(location)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory; an imagefolder is root/<class>/<image files>")
-    pairs = [(p, sub.name) for sub in sorted(root.iterdir()) if sub.is_dir() for p in _image_files(sub)]
+    pairs = class_folder_files(root, IMAGE_SUFFIXES)
     if not pairs:
         raise DataError(f"{root}: no images found; expected root/<class>/*.jpg|png|jpeg|bmp|webp")
     with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decodes without the GIL
