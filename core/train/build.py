@@ -86,12 +86,16 @@ def build_head(name: str, feature_dim: int, num_outputs: int, **options: Any) ->
 
 
 def weights_identity(entry: ModelEntry, pretrained: bool) -> str | None:
-    """A feature-cache key for the starting weights: entry id and checksums; None for random init.
+    """A feature-cache key for the starting weights: entry id, source and checksums; None for random init.
+
+    The source is part of it because a whole hub snapshot (``hf://org/repo@REV``)
+    is pinned by its revision alone: moving an entry to another commit must not
+    reuse the old commit's features.
 
     Random initialisations are never cached: two of them differ unless seeded
     identically, and features of random weights are cheap to recompute.
     """
     if not pretrained:
         return None
-    return json.dumps({"id": entry.id, "sha256": entry.sha256, "files": dict(sorted(entry.files.items()))},
-                      sort_keys=True)
+    return json.dumps({"id": entry.id, "source": entry.source, "sha256": entry.sha256,
+                       "files": dict(sorted(entry.files.items()))}, sort_keys=True)

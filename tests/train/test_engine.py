@@ -162,3 +162,16 @@ def test_unknown_model_policy_and_head_list_the_valid_names(config: Any, tmp_pat
     with pytest.raises(GraftError, match="unknown head 'wide'; valid: linear, mlp, token"):
         train(config(head="wide"), tmp_path / "c", progress=False)
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_feature_cache_key_follows_the_source_revision() -> None:
+    """An entry moved to another hub commit must not reuse the old commit's cached features."""
+    from graftzoo.registry import entry_from_dict
+    from graftzoo.train.build import weights_identity
+
+    base = {"id": "tiny_w2v.acme", "modality": "audio", "backbone": "hf-audio", "license": "MIT"}
+    old = entry_from_dict({**base, "source": "hf://acme/tiny-w2v@1111111"}, "r.toml")
+    new = entry_from_dict({**base, "source": "hf://acme/tiny-w2v@2222222"}, "r.toml")
+    assert weights_identity(old, True) != weights_identity(new, True)
+    assert weights_identity(old, True) == weights_identity(old, True)
+    assert weights_identity(old, False) is None
