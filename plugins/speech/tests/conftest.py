@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,44 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty $GRAFTZOO_HOME for every test: nothing is written to the user's cache."""
     monkeypatch.setenv("GRAFTZOO_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+# A tiny wav2vec2-family encoder: 3 conv layers (stride 80), 3 transformer layers, random weights.
+_TINY_ENCODER = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37,
+                     conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
+                     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+TINY_ENCODERS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model", {}),  # group norm: utterances run one by one
+    "wav2vec2-stable": ("Wav2Vec2Config", "Wav2Vec2Model", {"do_stable_layer_norm": True,
+                                                            "feat_extract_norm": "layer"}),
+    "hubert": ("HubertConfig", "HubertModel", {}),
+}
+
+
+def _save_tiny_encoder(folder: Path, variant: str) -> Path:
+    import torch
+    import transformers
+
+    config_cls, model_cls, extra = TINY_ENCODERS[variant]
+    torch.manual_seed(0)
+    config = getattr(transformers, config_cls)(**_TINY_ENCODER, **extra)
+    getattr(transformers, model_cls)(config).save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(
+        sampling_rate=16000, return_attention_mask=extra.get("feat_extract_norm") == "layer").save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def save_tiny_encoder() -> Callable[[Path, str], Path]:
+    """``save(folder, variant)``: a seeded tiny random encoder + feature extractor, saved with save_pretrained."""
+    pytest.importorskip("transformers")
+    return _save_tiny_encoder
+
+
+@pytest.fixture(params=sorted(TINY_ENCODERS))
+def tiny_variant(request: pytest.FixtureRequest) -> str:
+    """Each tiny encoder variant in turn (group-norm wav2vec2, layer-norm wav2vec2, HuBERT)."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import hashlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,18 +21,6 @@ from graftzoo.registry import ModelEntry
 from graftzoo_speech import hooks
 
 SR = 16000
-# A tiny wav2vec2-style encoder (as in test_wav2vec.py): 3 conv layers (stride 80), 3 transformer layers.
-_TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37,
-             conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
-             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model", {}),  # group norm: utterances run one by one
-    "wav2vec2-stable": ("Wav2Vec2Config", "Wav2Vec2Model", {"do_stable_layer_norm": True,
-                                                            "feat_extract_norm": "layer"}),
-    "hubert": ("HubertConfig", "HubertModel", {}),
-}
-
-
 @pytest.fixture(autouse=True)
 def speech_plugin(graftzoo_plugin: Callable[..., None]) -> None:
     """This tree's hooks as plugin ``speech``, with the built-ins only (no other installed plugin)."""
@@ -94,26 +81,16 @@ def test_resemblyzer_entry_under_every_policy(ge2e_weights: Path, tmp_path: Path
     assert all(v == "ok" for v in results.values()), results
 
 
-def _tiny_entry(folder: Path, variant: str) -> ModelEntry:
-    """A tiny random encoder saved with save_pretrained, pinned file by file like a registry entry."""
-    import torch
-    import transformers
-
-    config_cls, model_cls, extra = VARIANTS[variant]
-    torch.manual_seed(0)
-    config = getattr(transformers, config_cls)(**_TINY, **extra)
-    getattr(transformers, model_cls)(config).save_pretrained(folder)
-    transformers.Wav2Vec2FeatureExtractor(
-        sampling_rate=SR, return_attention_mask=extra.get("feat_extract_norm") == "layer").save_pretrained(folder)
+def _pinned_entry(folder: Path, variant: str) -> ModelEntry:
+    """A saved tiny encoder as a registry entry, pinned file by file."""
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
     return ModelEntry(id=f"tiny_{variant}.test", modality="audio", backbone="hf-audio", source=f"file://{folder}/",
                       license="Apache-2.0", files=files)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_hf_audio_adapter_under_every_policy(variant: str, tmp_path: Path) -> None:
-    pytest.importorskip("transformers")
-    entry = _tiny_entry(tmp_path / variant, variant)
+def test_hf_audio_adapter_under_every_policy(tiny_variant: str, save_tiny_encoder: Callable[[Path, str], Path],
+                                             tmp_path: Path) -> None:
+    entry = _pinned_entry(save_tiny_encoder(tmp_path / tiny_variant, tiny_variant), tiny_variant)
     # Different lengths (one at 8 kHz, resampled): collate pads and forward pools over valid frames only.
     samples = [voiced(0.5, 150.0), (voiced(0.25, 220.0, 8000, seed=1), 8000), voiced(0.4, 300.0, seed=2)]
     results = kit.check_backbone_adapter(entry, samples, tmp_path=tmp_path)

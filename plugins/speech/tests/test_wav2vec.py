@@ -7,6 +7,7 @@ rebuilding from a run's saved config) is the same at any size.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +21,6 @@ from graftzoo_speech.wav2vec import AudioEncoder, create
 
 transformers = pytest.importorskip("transformers")
 
-_TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37,
-             conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
-             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-VARIANTS = {
-    "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model", {}),
-    "wav2vec2-stable": ("Wav2Vec2Config", "Wav2Vec2Model", {"do_stable_layer_norm": True,
-                                                            "feat_extract_norm": "layer"}),
-    "hubert": ("HubertConfig", "HubertModel", {}),
-}
-
-
-def _save_tiny(folder: Path, variant: str) -> Path:
-    config_cls, model_cls, extra = VARIANTS[variant]
-    torch.manual_seed(0)
-    config = getattr(transformers, config_cls)(**_TINY, **extra)
-    getattr(transformers, model_cls)(config).save_pretrained(folder)
-    transformers.Wav2Vec2FeatureExtractor(
-        sampling_rate=16000, return_attention_mask=extra.get("feat_extract_norm") == "layer").save_pretrained(folder)
-    return folder
-
-
 def _entry(folder: Path) -> ModelEntry:
     return ModelEntry(id="tiny_w2v.test", modality="audio", backbone="hf-audio", source=f"file://{folder}",
                       license="Apache-2.0")
@@ -53,9 +33,10 @@ def _waves(seed: int = 0) -> list[Any]:
             rng.standard_normal(11000).astype(np.float32) * 0.1]
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_groups_pooling_and_padding(variant: str, tmp_path: Path) -> None:
-    folder = _save_tiny(tmp_path / variant, variant)
+def test_groups_pooling_and_padding(tiny_variant: str, save_tiny_encoder: Callable[[Path, str], Path],
+                                    tmp_path: Path) -> None:
+    variant = tiny_variant
+    folder = save_tiny_encoder(tmp_path / variant, variant)
     model = create(_entry(folder), folder, {})
     names = [name for name, _ in model.groups()]
     assert names == ["feature_extractor", "feature_projection", "layer_0", "layer_1", "layer_2"]
@@ -71,8 +52,9 @@ def test_groups_pooling_and_padding(variant: str, tmp_path: Path) -> None:
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
 
 
-def test_weights_are_loaded_and_a_run_can_rebuild_offline(tmp_path: Path) -> None:
-    folder = _save_tiny(tmp_path / "w", "wav2vec2")
+def test_weights_are_loaded_and_a_run_can_rebuild_offline(save_tiny_encoder: Callable[[Path, str], Path],
+                                                          tmp_path: Path) -> None:
+    folder = save_tiny_encoder(tmp_path / "w", "wav2vec2")
     pretrained = create(_entry(folder), folder, {"layer": 2})
     reference = transformers.Wav2Vec2Model.from_pretrained(folder)
     torch.testing.assert_close(pretrained.model.state_dict(), reference.state_dict())
@@ -93,8 +75,8 @@ def test_weights_are_loaded_and_a_run_can_rebuild_offline(tmp_path: Path) -> Non
         assert not torch.allclose(pretrained(batch), create(_entry(folder), folder, {})(batch))  # layer matters
 
 
-def test_refuses_what_it_cannot_build(tmp_path: Path) -> None:
-    folder = _save_tiny(tmp_path / "w", "wav2vec2")
+def test_refuses_what_it_cannot_build(save_tiny_encoder: Callable[[Path, str], Path], tmp_path: Path) -> None:
+    folder = save_tiny_encoder(tmp_path / "w", "wav2vec2")
     with pytest.raises(TrainingError, match="image_size"):
         create(_entry(folder), folder, {"image_size": 64})
     with pytest.raises(TrainingError, match="out of range"):
@@ -108,8 +90,8 @@ def test_refuses_what_it_cannot_build(tmp_path: Path) -> None:
         create(_entry(tmp_path), tmp_path, {})
 
 
-def test_is_a_backbone_with_lora_targets(tmp_path: Path) -> None:
-    folder = _save_tiny(tmp_path / "w", "hubert")
+def test_is_a_backbone_with_lora_targets(save_tiny_encoder: Callable[[Path, str], Path], tmp_path: Path) -> None:
+    folder = save_tiny_encoder(tmp_path / "w", "hubert")
     model = create(_entry(folder), folder, {})
     assert isinstance(model, AudioEncoder) and model.modality == "audio" and model.feature_dim == 32
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
