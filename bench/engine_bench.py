@@ -68,7 +68,7 @@ def _engine(policy: str, args: argparse.Namespace, epochs: int) -> dict[str, Any
     get_plugins().add(BenchPlugin(), "engine-bench")
     if policy == "frozen-nocache":
         # The same probe as the cached run: deterministic (eval) collation, only without the cache.
-        from graftzoo.train import loop
+        from graftzoo.train import loaders as loop
 
         make_collate = loop.make_collate
         loop.make_collate = lambda backbone, train, task: make_collate(backbone, False, task)

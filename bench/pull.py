@@ -66,7 +66,7 @@ def main() -> None:
         size = sum(len(b) for b in files.values())
         make_repo(root / "mirrors", REPO, files)
         server = Olah(root / "mirrors", root / "olah")
-        os.environ.update({"HF_ENDPOINT": server.url, "GRAFTZOO_HOME": str(root / "home"), "GRAFTZOO_NO_PROGRESS": "1",
+        os.environ.update({"HF_ENDPOINT": server.url, "GRAFTZOO_HOME": str(root / "home"), "GRAFTZOO_PROGRESS": "0",
                            "GRAFTZOO_NO_PLUGINS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
         os.environ.pop("HF_HUB_OFFLINE", None)
         try:

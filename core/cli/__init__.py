@@ -19,8 +19,8 @@ from graftzoo.errors import GraftError
 COMMANDS: dict[str, str] = {
     "list": "graftzoo.cli.list_cmd:list_cmd",
     "info": "graftzoo.cli.info:info",
-    "plugins": "graftzoo.cli.plugins_cmd:plugins_cmd",
-    "plugin": "graftzoo.cli.plugin_cmd:plugin",
+    "plugins": "graftzoo.cli.plugins_status:plugins_cmd",
+    "plugin": "graftzoo.cli.plugin_author:plugin",
     "install": "graftzoo.cli.install:install",
     "uninstall": "graftzoo.cli.install:uninstall",
     "tune": "graftzoo.cli.tune:tune",

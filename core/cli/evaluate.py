@@ -50,7 +50,7 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
     if len(dataset) == 0:
         raise DataError(f"{data}: no labelled samples")
     if run.task == "classification":
-        from graftzoo.diagnostics.run_report import evaluate_with_report
+        from graftzoo.diagnostics.run_evaluation import evaluate_with_report
 
         metrics = evaluate_with_report(run, dataset, batch_size=batch_size, shift=shift)
     else:
@@ -65,7 +65,7 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
             click.echo(f"{key:<17} {metrics[key]:.4f}")
     click.echo(f"{'n':<17} {metrics['n']}")
     if "report" in metrics:
-        from graftzoo.diagnostics.report import format_evaluation_report
+        from graftzoo.diagnostics.evaluation_report import format_evaluation_report
 
         click.echo()
         click.echo(format_evaluation_report(metrics["report"]))

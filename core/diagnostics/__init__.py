@@ -2,11 +2,11 @@
 
 - ``transferability``: LogME, kNN and linear-probe accuracy on frozen features
   (``graft rank``).
-- ``metrics``: per-class precision/recall/F1, confusion matrix, expected
-  calibration error.
+- ``graftzoo.metrics`` (re-exported here): per-class precision/recall/F1,
+  confusion matrix, expected calibration error.
 - ``shift``: domain-shift score between two feature sets (domain classifier,
   MMD) with a plain-words level.
-- ``report``: ``evaluation_report``, the shift and bias report of ``graft evaluate``.
+- ``evaluation_report``: ``evaluation_report``, the shift and bias report of ``graft evaluate``.
 - ``adapt``: AdaBN and TENT on a torch model (``graft adapt``).
 - ``rank``: scoring registry candidates on a dataset, with the engine's feature cache.
 
@@ -20,20 +20,20 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "logme": "transferability",
-    "knn_accuracy": "transferability",
-    "linear_probe_accuracy": "transferability",
-    "per_class_metrics": "metrics",
-    "expected_calibration_error": "metrics",
-    "calibration_bins": "metrics",
-    "domain_shift": "shift",
-    "domain_classifier_accuracy": "shift",
-    "mmd_rbf": "shift",
-    "evaluation_report": "report",
-    "format_evaluation_report": "report",
-    "adabn": "adapt",
-    "tent": "adapt",
-    "rank_models": "rank",
+    "logme": "graftzoo.diagnostics.transferability",
+    "knn_accuracy": "graftzoo.diagnostics.transferability",
+    "linear_probe_accuracy": "graftzoo.diagnostics.transferability",
+    "per_class_metrics": "graftzoo.metrics",
+    "expected_calibration_error": "graftzoo.metrics",
+    "calibration_bins": "graftzoo.metrics",
+    "domain_shift": "graftzoo.diagnostics.shift",
+    "domain_classifier_accuracy": "graftzoo.diagnostics.shift",
+    "mmd_rbf": "graftzoo.diagnostics.shift",
+    "evaluation_report": "graftzoo.diagnostics.evaluation_report",
+    "format_evaluation_report": "graftzoo.diagnostics.evaluation_report",
+    "adabn": "graftzoo.diagnostics.adapt",
+    "tent": "graftzoo.diagnostics.adapt",
+    "rank_models": "graftzoo.diagnostics.rank",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -41,6 +41,6 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        module = importlib.import_module(f"graftzoo.diagnostics.{_EXPORTS[name]}")
+        module = importlib.import_module(_EXPORTS[name])
         return getattr(module, name)
     raise AttributeError(f"module 'graftzoo.diagnostics' has no attribute {name!r}")

@@ -41,8 +41,8 @@ class TargetBatches:
         self.batch_size = batch_size
 
     def __iter__(self) -> Iterator[Any]:
-        from graftzoo.train.evaluation import model_device
         from graftzoo.train.features import to_device
+        from graftzoo.train.inference import model_device
 
         backbone = self.model.backbone
         dev = model_device(self.model)

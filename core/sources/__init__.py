@@ -8,8 +8,8 @@ and torch are imported only by the functions that need them.
 
 from __future__ import annotations
 
-from graftzoo.sources._cache import hf_cache, home
+from graftzoo.sources._cache import hf_cache
 from graftzoo.sources._fetch import RESOLVERS, Fetched, FileRecord, fetch, pull
 from graftzoo.sources._safeload import load_state_dict
 
-__all__ = ["RESOLVERS", "Fetched", "FileRecord", "fetch", "hf_cache", "home", "load_state_dict", "pull"]
+__all__ = ["RESOLVERS", "Fetched", "FileRecord", "fetch", "hf_cache", "load_state_dict", "pull"]

@@ -34,11 +34,6 @@ PART_SUFFIX = ".part"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._\-]")
 
 
-def home() -> Path:
-    """The Graftzoo cache root: ``GRAFTZOO_HOME`` or ``~/.cache/graftzoo`` (read on every call)."""
-    return graftzoo_home()
-
-
 def hf_cache() -> Path:
     """The Hugging Face hub cache, with huggingface_hub's own precedence, read on every call."""
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
@@ -101,7 +96,7 @@ def git_blob_sha1(path: Path) -> str:
 
 def _memo_path(path: Path) -> Path:
     key = hashlib.sha256(str(path).encode()).hexdigest()[:32]
-    return home() / "hashes" / f"{key}.json"
+    return graftzoo_home() / "hashes" / f"{key}.json"
 
 
 def cached_sha256(path: Path, recompute: bool = False) -> str:
@@ -247,7 +242,7 @@ def lock(name: str, timeout: float = 600.0) -> Iterator[None]:
     """An inter-process file lock under ``GRAFTZOO_HOME/locks`` (bounded wait)."""
     from filelock import FileLock, Timeout
 
-    path = home() / "locks" / f"{safe_name(name)}.lock"
+    path = graftzoo_home() / "locks" / f"{safe_name(name)}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(path), timeout=timeout):
@@ -261,13 +256,13 @@ def lock(name: str, timeout: float = 600.0) -> Iterator[None]:
 
 def manifest_path(model_id: str) -> Path:
     """Where the record of a pulled model lives."""
-    return home() / "models" / f"{safe_name(model_id)}.json"
+    return graftzoo_home() / "models" / f"{safe_name(model_id)}.json"
 
 
 def read_manifests() -> list[dict[str, Any]]:
     """Every pull record in the cache (unreadable ones are skipped)."""
     out: list[dict[str, Any]] = []
-    folder = home() / "models"
+    folder = graftzoo_home() / "models"
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             data = json.loads(path.read_text())

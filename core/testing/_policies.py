@@ -165,7 +165,7 @@ def _check_step(what: str, model: GraftModel, policy: Any, samples: Sequence[Any
     """One SGD step with the engine's train/eval modes: frozen weights and frozen BN statistics must not move."""
     import torch
 
-    from graftzoo.train.loop import set_modes
+    from graftzoo.train.loaders import set_modes
 
     backbone = model.backbone
     set_modes(model, policy)

@@ -20,16 +20,16 @@ import torch
 
 from graftzoo.data import LabelledData, load_data
 from graftzoo.errors import DataError, TrainingError
+from graftzoo.progress import progress_bar
 from graftzoo.registry import ModelEntry
-from graftzoo.train import loop
+from graftzoo.train import loaders as loop
 from graftzoo.train.build import resolve_entry, weights_identity
 from graftzoo.train.config import TrainConfig
-from graftzoo.train.evaluation import evaluate_samples
 from graftzoo.train.features import extract_features
+from graftzoo.train.inference import evaluate_samples
 from graftzoo.train.metrics import classification_metrics
 from graftzoo.train.model import GraftModel
 from graftzoo.train.policies import FreezePolicy
-from graftzoo.train.progress import progress_bar
 from graftzoo.train.run import INFO, RUN_FORMAT, WEIGHTS, build_model, library_versions, read_info, save_weights
 from graftzoo.train.run import write_json_atomic as write_json
 from graftzoo.train.split import limit_per_class, stratified_split
@@ -114,7 +114,7 @@ def train(config: TrainConfig, out: str | Path, *, overwrite: bool = False, data
     prepared = load_run_data(config, entry, data)
     info = _run(config, entry, prepared, out, None, overwrite, echo, progress, on_epoch_end)
     if config.baseline == "scratch":
-        from graftzoo.train.report import compare_baseline
+        from graftzoo.train.artifacts import compare_baseline
 
         scratch = TrainConfig.from_dict({**config.to_dict(), "pretrained": False, "baseline": None,
                                          "policy": "full", "unfreeze": None})
@@ -146,7 +146,7 @@ def resume(run_dir: str | Path, model: str | None = None, *, data: LabelledData 
                             "same data")
     result = _run(config, entry, prepared, run_dir, state, False, echo, progress, on_epoch_end)
     if config.baseline == "scratch" and not (run_dir / "baseline" / WEIGHTS).exists():
-        from graftzoo.train.report import compare_baseline
+        from graftzoo.train.artifacts import compare_baseline
 
         scratch = TrainConfig.from_dict({**config.to_dict(), "pretrained": False, "baseline": None,
                                          "policy": "full", "unfreeze": None})
@@ -284,7 +284,7 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
                     "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "policy": policy.state_dict(), "history": history,
                     "early": early, "rng": torch.get_rng_state()})
-                from graftzoo.train.report import write_metrics
+                from graftzoo.train.artifacts import write_metrics
 
                 write_metrics(out, history)
             _say(echo, _epoch_line(row, config.epochs))
@@ -302,7 +302,7 @@ def _run(config: TrainConfig, entry: ModelEntry, prep: Prepared, out: Path, stat
 def _finish(config: TrainConfig, prep: Prepared, model: GraftModel, policy: FreezePolicy,
             history: list[dict[str, Any]], early: dict[str, Any], out: Path, info: dict[str, Any], main: bool,
             echo: Echo | None, validate: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    from graftzoo.train.report import write_card, write_plots
+    from graftzoo.train.artifacts import write_card, write_plots
 
     best = out / "best.safetensors"
     if config.early_stopping is not None and best.exists():

@@ -21,8 +21,8 @@ import torch
 
 from graftzoo.data import LabelledData
 from graftzoo.home import graftzoo_home
+from graftzoo.progress import progress_bar
 from graftzoo.train.backbone import Backbone
-from graftzoo.train.progress import progress_bar
 
 
 def feature_cache_dir() -> Path:

@@ -23,7 +23,7 @@ import torch
 from graftzoo.errors import TrainingError
 from graftzoo.registry import ModelEntry, entry_from_dict
 from graftzoo.train.config import TrainConfig
-from graftzoo.train.evaluation import classify, evaluate_samples, tag
+from graftzoo.train.inference import classify, evaluate_samples, tag
 from graftzoo.train.model import GraftModel
 
 RUN_FORMAT = "graftzoo-run/1"

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from graftzoo.diagnostics.metrics import calibration_bins, expected_calibration_error, per_class_metrics
-from graftzoo.diagnostics.report import evaluation_report, format_evaluation_report
+from graftzoo.diagnostics.evaluation_report import evaluation_report, format_evaluation_report
 from graftzoo.diagnostics.shift import domain_classifier_accuracy, domain_shift, mmd_rbf, shift_level
 from graftzoo.diagnostics.transferability import _class_evidence, knn_accuracy, linear_probe_accuracy, logme
+from graftzoo.metrics import calibration_bins, expected_calibration_error, per_class_metrics
 
 
 def blobs(n: int = 300, d: int = 32, classes: int = 4, spread: float = 3.0, seed: int = 0) -> tuple[

@@ -13,7 +13,8 @@ from conftest import BIG, TINY, TINY_V2, Hub, entry, parts_left, sha
 from hub_servers import Fault, FaultProxy
 
 from graftzoo.errors import ChecksumError, SourceError
-from graftzoo.sources import fetch, home, load_state_dict
+from graftzoo.home import graftzoo_home as home
+from graftzoo.sources import fetch, load_state_dict
 
 MODEL = "/acme/tiny/resolve/v1/model.safetensors"
 

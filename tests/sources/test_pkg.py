@@ -13,7 +13,8 @@ from conftest import entry, parts_left, sha
 from hub_servers import safetensors_bytes
 
 from graftzoo.errors import ChecksumError, SourceError
-from graftzoo.sources import _cache, fetch, home, load_state_dict, pull
+from graftzoo.home import graftzoo_home as home
+from graftzoo.sources import _cache, fetch, load_state_dict, pull
 
 RESEMBLYZER_SHA = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
 WEIGHTS = safetensors_bytes(7, 4_096)

@@ -11,7 +11,7 @@ import torch
 
 from graftzoo.data import LabelledData
 from graftzoo.errors import DataError, GraftError, TrainingError
-from graftzoo.train import loop
+from graftzoo.train import loaders as loop
 from graftzoo.train.engine import resume, train
 from graftzoo.train.run import load_run
 from tests.train import tiny

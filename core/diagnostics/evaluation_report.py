@@ -58,8 +58,8 @@ def evaluation_report(
     """
     import numpy as np
 
-    from graftzoo.diagnostics.metrics import calibration_bins, confusion_matrix, per_class_metrics
     from graftzoo.diagnostics.shift import domain_shift
+    from graftzoo.metrics import calibration_bins, confusion_matrix, per_class_metrics
 
     t = np.asarray(y_true, dtype=np.int64)
     pr = np.asarray(probs, dtype=np.float64)

@@ -45,7 +45,7 @@ def training_split(run: Run) -> LabelledData:
 def evaluate_with_report(run: Run, data: LabelledData, batch_size: int = 64, shift: bool = True,
                          progress: bool = True) -> dict[str, Any]:
     """Metrics plus per-class metrics, calibration and (with ``shift``) a domain-shift score."""
-    from graftzoo.diagnostics.report import evaluation_report
+    from graftzoo.diagnostics.evaluation_report import evaluation_report
 
     index = {c: i for i, c in enumerate(run.classes)}
     unseen = sorted({str(label) for label in data.labels if str(label) not in index})

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
+from graftzoo.progress import progress_bar
 from graftzoo.train.features import to_device
 from graftzoo.train.metrics import classification_metrics, entity_f1
 from graftzoo.train.model import GraftModel
-from graftzoo.train.progress import progress_bar
 
 IGNORE = -100
 
