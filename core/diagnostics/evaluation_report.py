@@ -58,8 +58,14 @@ def evaluation_report(
     """
     import numpy as np
 
-    from graftzoo.diagnostics.shift import domain_shift
-    from graftzoo.metrics import calibration_bins, confusion_matrix, per_class_metrics
+    from graftzoo.metrics import (
+        calibration_bins,
+        confusion_matrix,
+        domain_shift,
+        ece_of_bins,
+        macro_f1,
+        per_class_metrics,
+    )
 
     t = np.asarray(y_true, dtype=np.int64)
     pr = np.asarray(probs, dtype=np.float64)
@@ -71,9 +77,9 @@ def evaluation_report(
     accuracy = float((pred == t).mean())
     per_class = per_class_metrics(t, pred, classes)
     present = [c for c in per_class if c["support"] > 0]
-    macro_f1 = float(np.mean([c["f1"] for c in present])) if present else 0.0
+    confusion = confusion_matrix(t, pred, len(classes))
     bins = calibration_bins(t, pr, n_bins)
-    ece = float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / t.size)
+    ece = ece_of_bins(bins)
     confidence = float(pr.max(axis=1).mean())
     warnings: list[str] = []
     if ece > ECE_WARNING:
@@ -93,9 +99,9 @@ def evaluation_report(
     return {
         "n": int(t.size),
         "accuracy": accuracy,
-        "macro_f1": macro_f1,
+        "macro_f1": macro_f1(confusion),
         "per_class": per_class,
-        "confusion": confusion_matrix(t, pred, len(classes)),
+        "confusion": confusion,
         "ece": ece,
         "calibration": bins,
         "mean_confidence": confidence,

@@ -15,8 +15,8 @@ import torch
 
 from graftzoo.data import LabelledData, load_data
 from graftzoo.errors import GraftError, TrainingError
+from graftzoo.metrics import classification_metrics
 from graftzoo.train.features import extract_features
-from graftzoo.train.metrics import classification_metrics
 from graftzoo.train.split import limit_per_class, stratified_split
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ import torch
 
 from graftzoo.data import LabelledData, load_data
 from graftzoo.errors import DataError, TrainingError
+from graftzoo.metrics import classification_metrics
 from graftzoo.progress import progress_bar
 from graftzoo.registry import ModelEntry
 from graftzoo.train import loaders as loop
@@ -27,7 +28,6 @@ from graftzoo.train.build import resolve_entry, weights_identity
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.features import extract_features
 from graftzoo.train.inference import evaluate_samples
-from graftzoo.train.metrics import classification_metrics
 from graftzoo.train.model import GraftModel
 from graftzoo.train.policies import FreezePolicy
 from graftzoo.train.run import INFO, RUN_FORMAT, WEIGHTS, build_model, library_versions, read_info, save_weights

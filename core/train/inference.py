@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
+from graftzoo.metrics import classification_metrics, token_metrics
 from graftzoo.progress import progress_bar
 from graftzoo.train.features import to_device
-from graftzoo.train.metrics import classification_metrics, entity_f1
 from graftzoo.train.model import GraftModel
 
 IGNORE = -100
@@ -67,19 +67,3 @@ def evaluate_samples(model: GraftModel, samples: Sequence[Any], targets: Sequenc
         return token_metrics(per_word, targets, classes)
     logits = classify(model, samples, batch_size, progress=progress)
     return classification_metrics(logits, torch.tensor(list(targets), dtype=torch.long), len(classes))
-
-
-def token_metrics(per_word: Sequence[torch.Tensor], targets: Sequence[Sequence[int]],
-                  classes: Sequence[str]) -> dict[str, Any]:
-    """Word-level accuracy/loss/macro-F1 plus entity-level F1 (BIO tags)."""
-    flat_logits = torch.cat(list(per_word)) if per_word else torch.zeros(0, len(classes))
-    flat_targets = torch.tensor([t for seq in targets for t in seq], dtype=torch.long)
-    if flat_logits.shape[0] != flat_targets.shape[0]:
-        raise ValueError(f"{flat_logits.shape[0]} word predictions for {flat_targets.shape[0]} word labels: "
-                         "the backbone's token_labels() does not mark exactly one position per word")
-    metrics = classification_metrics(flat_logits, flat_targets, len(classes))
-    true_tags = [[classes[t] for t in seq] for seq in targets]
-    pred_tags = [[classes[int(i)] for i in w.argmax(-1)] for w in per_word]
-    metrics.update(entity_f1(true_tags, pred_tags))
-    metrics["n_sequences"] = len(targets)
-    return metrics

@@ -183,3 +183,21 @@ def test_evaluation_report_quiet_when_all_is_well() -> None:
     assert report["warnings"] == [] and report["shift"]["level"] == "small"
     with pytest.raises(ValueError, match="probs"):
         evaluation_report(y, probs[:, :1], ["no", "yes"])
+
+
+# -- one macro-F1 (regression: the engine and the evaluation report used to disagree) -----------------
+
+def test_one_macro_f1_everywhere() -> None:
+    import torch
+    from sklearn.metrics import f1_score
+
+    from graftzoo.metrics import classification_metrics, macro_f1
+
+    y, pred = [0, 0, 1, 1], [0, 2, 1, 1]
+    probs = np.full((4, 3), 0.1)
+    probs[np.arange(4), pred] = 0.8
+    engine = classification_metrics(torch.tensor(probs).log(), torch.tensor(y), 3)["macro_f1"]
+    report = evaluation_report(y, probs, ["a", "b", "c"])["macro_f1"]
+    reference = f1_score(y, pred, average="macro")  # classes present in truth or predictions
+    assert engine == pytest.approx(5 / 9) and report == pytest.approx(5 / 9) and reference == pytest.approx(5 / 9)
+    assert macro_f1([[2, 0, 0], [0, 2, 0], [0, 0, 0]]) == 1.0  # a class nobody has or predicts does not count

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from graftzoo.metrics import entity_f1
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.engine import train
-from graftzoo.train.metrics import entity_f1
 from graftzoo.train.run import load_run
 from graftzoo.train.tagging import Entity, bio_entities
 from tests.train import tiny_tokens
