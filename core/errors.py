@@ -2,7 +2,27 @@
 
 Every message says what was wrong, where (file, entry, field, plugin) and
 what to do next. The CLI turns any ``GraftError`` into one line and exit
-code 1 (see ``graftzoo.cli``).
+code 1 (see ``graftzoo.cli``); any other exception reaching it is a bug
+(``tests/core/test_cli_errors.py`` feeds every command bad input to check).
+
+One class per kind of failure, whichever module or plugin notices it:
+
+=================  ===========================================================
+``RegistryError``  a registry file or entry is malformed, or an id is unknown
+``SourceError``    weights cannot be resolved, downloaded or read
+``ChecksumError``  a file's sha256 differs from its pin (a ``SourceError``)
+``PluginError``    a plugin failed to load, raised in a hook, registered a name
+                   twice, or broke its contract (an adapter that cannot build
+                   its entry, a wrong ``feature_dim``, no groups, a head that
+                   raises on construction)
+``OptionError``    an option does not fit: an unknown or out-of-range adapter,
+                   head or policy option, an option the chosen policy ignores,
+                   an ``--image-size`` a fixed-size model cannot take
+``DataError``      input data is missing, unreadable, of another modality, or
+                   unsuitable for the task
+``TrainingError``  a run cannot go on: a run directory that exists or is
+                   damaged, an interrupted run, an export that fails
+=================  ===========================================================
 """
 
 from __future__ import annotations
@@ -25,7 +45,11 @@ class ChecksumError(SourceError):
 
 
 class PluginError(GraftError):
-    """A plugin failed to load, raised in a hook, or registered a name twice."""
+    """A plugin failed to load, raised in a hook, registered a name twice or broke its contract."""
+
+
+class OptionError(GraftError):
+    """An adapter, head, policy or command-line option does not fit the model or the policy."""
 
 
 class DataError(GraftError):

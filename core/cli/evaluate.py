@@ -27,28 +27,11 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
     backbone's feature space, with a warning in plain words when it is far.
     """
     from graftzoo.cli._output import echo_json
-    from graftzoo.data import load_data
-    from graftzoo.errors import DataError
+    from graftzoo.train.plan import evaluation_data
     from graftzoo.train.run import load_run
-    from graftzoo.train.split import limit_per_class, stratified_split
 
     run = load_run(run_dir)
-    cfg = run.config
-    dataset = load_data(data, modality=run.entry.modality, format=data_format or (cfg.format if data == cfg.data
-                                                                                  else None),
-                        skip_bad=skip_bad, **cfg.data_options)
-    if split == "val":
-        if dataset.fingerprint() != run.info["data"]["fingerprint"]:
-            raise DataError(f"{data} is not the data {run_dir} was trained on ({run.info['data']['spec']}); "
-                            "--split val re-creates that run's held-out split, so pass the same data")
-        train_idx, val_idx = stratified_split(dataset.labels, cfg.val_split, cfg.seed)
-        if cfg.limit_per_class is not None:
-            train_idx = limit_per_class(train_idx, dataset.labels, cfg.limit_per_class, cfg.seed)
-        if not val_idx:
-            raise DataError(f"{run_dir} was trained with --val-split 0: it has no held-out split")
-        dataset = dataset.subset(val_idx, name=f"{dataset.name} (val split)")
-    if len(dataset) == 0:
-        raise DataError(f"{data}: no labelled samples")
+    dataset = evaluation_data(run, data, split, data_format, skip_bad)
     if run.task == "classification":
         from graftzoo.diagnostics.run_evaluation import evaluate_with_report
 

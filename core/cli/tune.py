@@ -89,15 +89,9 @@ def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool
     else:
         if model is None or data is None:
             raise click.UsageError("MODEL and DATA are required (or --resume RUN_DIR)")
-        from graftzoo.plugins import get_plugins
-        from graftzoo.train.build import resolve_entry
         from graftzoo.train.config import TrainConfig
-        from graftzoo.train.engine import check_run_dir, train
+        from graftzoo.train.engine import train
 
-        # Fail on a bad model, policy or head before anything heavy happens.
-        resolve_entry(model)
-        get_plugins().get("freeze_policies", options["policy"])
-        get_plugins().get("heads", options["head"])
         data_options = {k: v for k, v in (("text_column", text_column), ("label_column", label_column),
                                           ("path_column", path_column)) if v is not None}
         config = TrainConfig(model=model, data=data, format=data_format,
@@ -105,9 +99,7 @@ def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool
                              data_options=data_options, **options)
         if out is None:
             out = Path("runs") / f"{model}-{config.policy}-{time.strftime('%Y%m%d-%H%M%S')}"
-        check_run_dir(out, overwrite)
-        echo(f"tuning {model} on {data} with policy {config.policy} -> {out}")
-        target = out
+        target = out  # train() checks it, then plans the run: everything is validated before anything is written
         info = _interruptible(lambda: train(config, target, overwrite=overwrite, echo=echo))
     if as_json:
         echo_json(info)

@@ -3,8 +3,9 @@
 Features of the evaluation data are computed once with the run's own
 (fine-tuned) backbone; the head turns them into the logits behind the metrics,
 so the report costs no second pass. For the domain-shift score the run's
-training split is loaded again and a sample of it is passed through the same
-backbone.
+training split is re-created by ``graftzoo.train.plan.training_data`` (the
+same loader options, ``--skip-bad``, seed and split as the run) and a sample
+of it is passed through the same backbone.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from graftzoo.data import LabelledData, load_data
+from graftzoo.data import LabelledData
 from graftzoo.errors import GraftError, TrainingError
 from graftzoo.metrics import classification_metrics
 from graftzoo.train.features import extract_features
-from graftzoo.train.split import limit_per_class, stratified_split
 
 if TYPE_CHECKING:
     from graftzoo.train.run import Run
@@ -28,18 +28,14 @@ TRAIN_SAMPLE = 400
 
 
 def training_split(run: Run) -> LabelledData:
-    """The run's training split, re-created from graft.json (same data, seed and split)."""
-    cfg = run.config
-    data = load_data(cfg.data, modality=run.entry.modality, format=cfg.format, **cfg.data_options)
-    if data.fingerprint() != run.info["data"]["fingerprint"]:
-        raise TrainingError(f"{cfg.data} changed since the run trained on it")
-    train_idx, _ = stratified_split(data.labels, cfg.val_split, cfg.seed)
-    if cfg.limit_per_class is not None:
-        train_idx = limit_per_class(train_idx, data.labels, cfg.limit_per_class, cfg.seed)
-    if len(train_idx) > TRAIN_SAMPLE:
-        gen = torch.Generator().manual_seed(cfg.seed)
-        train_idx = [train_idx[i] for i in torch.randperm(len(train_idx), generator=gen)[:TRAIN_SAMPLE].tolist()]
-    return data.subset(sorted(train_idx), name=f"{data.name} (train split)")
+    """A seeded sample (at most ``TRAIN_SAMPLE``) of the run's training split."""
+    from graftzoo.train.plan import training_data
+
+    data = training_data(run)
+    if len(data) <= TRAIN_SAMPLE:
+        return data
+    gen = torch.Generator().manual_seed(run.config.seed)
+    return data.subset(sorted(torch.randperm(len(data), generator=gen)[:TRAIN_SAMPLE].tolist()))
 
 
 def evaluate_with_report(run: Run, data: LabelledData, batch_size: int = 64, shift: bool = True,

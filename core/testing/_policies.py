@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from graftzoo.errors import TrainingError
+from graftzoo.errors import OptionError, TrainingError
 from graftzoo.testing._base import fail
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 #: Options every policy is built with in the checks; a policy must accept and ignore those it does not use.
 DEFAULT_OPTIONS: dict[str, Any] = {"unfreeze": 1, "unfreeze_every": 1, "lora_rank": 2, "lora_alpha": 4.0}
-#: Built-in policies must apply to every backbone; others may refuse one in validate() with a TrainingError.
+#: Built-in policies must apply to every backbone; others may refuse one in validate() with an OptionError.
 ALWAYS_APPLICABLE = ("frozen", "full", "top-k", "gradual")
 
 Expected = Callable[["Backbone", int], Collection[str]]
@@ -97,7 +97,7 @@ def check_policy_on(
                    "accept and ignore options you do not use (**options)") from None
     try:
         instance.validate(model)
-    except TrainingError as exc:
+    except (OptionError, TrainingError) as exc:  # TrainingError: plugins written for 0.1
         if name in ALWAYS_APPLICABLE:
             raise fail(what, f"refuses {type(backbone).__name__}: {exc}") from None
         return f"not applicable: {exc}"
@@ -165,7 +165,7 @@ def _check_step(what: str, model: GraftModel, policy: Any, samples: Sequence[Any
     """One SGD step with the engine's train/eval modes: frozen weights and frozen BN statistics must not move."""
     import torch
 
-    from graftzoo.train.loaders import set_modes
+    from graftzoo.train.optim import set_modes
 
     backbone = model.backbone
     set_modes(model, policy)

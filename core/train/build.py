@@ -1,27 +1,42 @@
-"""Building backbones and heads from registry entries and plugins."""
+"""Building a model: registry entry, backbone adapter, head and freeze policy, each looked up once.
+
+Every part of a model is found here and nowhere else: ``lookup_parts`` resolves
+the adapter, head and policy registrations of one run (a ``PluginError`` lists
+the valid names), ``build_model`` turns them into a ``GraftModel`` and
+``check_contract`` pushes one small batch through it before anything is
+written, so a broken adapter or an option the model cannot take is one error
+line instead of a traceback and a half-written run directory.
+"""
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
-from graftzoo.errors import PluginError, RegistryError, SourceError, TrainingError
-from graftzoo.registry import ModelEntry, load_registry
+from graftzoo.errors import DataError, GraftError, OptionError, PluginError, RegistryError
+from graftzoo.plugins import Registration, get_plugins
+from graftzoo.registry import ModelEntry, Registry, load_registry
 from graftzoo.train.backbone import Backbone
+from graftzoo.train.model import GraftModel
+
+if TYPE_CHECKING:
+    from graftzoo.train.config import TrainConfig
+    from graftzoo.train.policies import FreezePolicy
 
 _MODALITY_PLUGIN = {"vision": "graftzoo-vision", "text": "graftzoo-nlp", "audio": "graftzoo-speech"}
 
 
-def resolve_entry(model: str | ModelEntry) -> ModelEntry:
+def resolve_entry(model: str | ModelEntry, registry: Registry | None = None) -> ModelEntry:
     """A ``ModelEntry`` from an id (registry lookup, which lists close matches) or an entry."""
     if isinstance(model, ModelEntry):
         return model
-    registry = load_registry()
+    registry = load_registry() if registry is None else registry
     try:
         return registry.get(model)
     except RegistryError as exc:
@@ -31,58 +46,177 @@ def resolve_entry(model: str | ModelEntry) -> ModelEntry:
 
 
 def fetch_weights(entry: ModelEntry) -> Path:
-    """The verified local weights of ``entry`` through ``graftzoo.sources.fetch``."""
+    """The verified local weights of ``entry`` (``graftzoo.sources.fetch``)."""
+    from graftzoo.sources import fetch
+
+    return Path(fetch(entry))
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The registrations one run is built from: backbone adapter, head and freeze policy."""
+
+    adapter: Registration
+    head: Registration
+    policy: Registration
+
+
+def adapter_for(entry: ModelEntry) -> Registration:
+    """The backbone adapter registration of ``entry``, or a ``PluginError`` saying what to install."""
     try:
-        sources: Any = importlib.import_module("graftzoo.sources")
-    except ImportError as exc:  # pragma: no cover - sources is part of core
-        raise SourceError(f"{entry.id}: graftzoo.sources cannot be imported ({exc})") from exc
-    fetch = getattr(sources, "fetch", None)
-    if fetch is None:
-        raise SourceError(f"{entry.id}: this Graftzoo build cannot fetch weights (graftzoo.sources.fetch is missing); "
-                          "use --no-pretrained or update Graftzoo")
-    path: Path = Path(fetch(entry))
-    return path
-
-
-def build_backbone(entry: ModelEntry, pretrained: bool = True, options: Mapping[str, Any] | None = None) -> Backbone:
-    """Build ``entry``'s backbone through its adapter plugin.
-
-    ``pretrained`` fetches (and verifies) the weights first; otherwise the
-    adapter initialises at random. ``options`` are the user's preprocessing
-    overrides (e.g. ``{"image_size": 64}``), passed to the adapter unchanged.
-    """
-    from graftzoo.plugins import get_plugins
-
-    try:
-        reg = get_plugins().get("backbones", entry.backbone)
+        return get_plugins().get("backbones", entry.backbone)
     except PluginError:
         plugin = _MODALITY_PLUGIN.get(entry.modality, "the plugin providing it")
         raise PluginError(
             f"{entry.id}: no installed plugin provides the {entry.backbone!r} backbone adapter; "
             f"install {plugin} (pip install {plugin}) and check 'graft plugins'"
         ) from None
+
+
+def head_name(config: TrainConfig, task: str) -> str:
+    """The head a run uses: token classification turns the default ``linear`` into ``token``."""
+    return "token" if task == "token-classification" and config.head == "linear" else config.head
+
+
+def lookup_parts(config: TrainConfig, entry: ModelEntry, task: str = "classification") -> Parts:
+    """Look up the adapter, head and policy of a run, once each."""
+    plugins = get_plugins()
+    return Parts(adapter_for(entry), plugins.get("heads", head_name(config, task)),
+                 plugins.get("freeze_policies", config.policy))
+
+
+def build_backbone(entry: ModelEntry, pretrained: bool = True, options: Mapping[str, Any] | None = None,
+                   adapter: Registration | None = None) -> Backbone:
+    """Build ``entry``'s backbone through its adapter plugin.
+
+    ``pretrained`` fetches (and verifies) the weights first; otherwise the
+    adapter initialises at random. ``options`` are the user's preprocessing
+    overrides (e.g. ``{"image_size": 64}``), passed to the adapter unchanged.
+    """
+    reg = adapter if adapter is not None else adapter_for(entry)
     factory = reg.resolve()
     weights = fetch_weights(entry) if pretrained else None
-    backbone = factory(entry, weights, dict(options or {}))
+    where = f"backbone adapter {entry.backbone!r} of plugin {reg.plugin!r}"
+    try:
+        backbone = factory(entry, weights, dict(options or {}))
+    except GraftError:
+        raise
+    except Exception as exc:  # third-party adapter code: one named line, not a traceback
+        raise PluginError(f"{where} cannot build {entry.id}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(backbone, Backbone):
-        raise PluginError(f"backbone adapter {entry.backbone!r} of plugin {reg.plugin!r} returned "
-                          f"{type(backbone).__name__}, not a graftzoo Backbone")
-    if backbone.feature_dim <= 0 or not backbone.groups():
-        raise PluginError(f"backbone adapter {entry.backbone!r} of plugin {reg.plugin!r}: {entry.id} has no "
-                          "feature_dim or no groups()")
+        raise PluginError(f"{where} returned {type(backbone).__name__}, not a graftzoo Backbone")
+    if not isinstance(backbone.feature_dim, int) or backbone.feature_dim <= 0:
+        raise PluginError(f"{where}: {entry.id} has feature_dim {backbone.feature_dim!r}; it must be the positive "
+                          "width of the pooled features")
+    if not backbone.groups():
+        raise PluginError(f"{where}: {entry.id} has no groups(); freeze policies need its layers in groups")
     return backbone
 
 
-def build_head(name: str, feature_dim: int, num_outputs: int, **options: Any) -> nn.Module:
-    """A head by its registered name (``linear``, ``mlp``, ``token`` or a plugin's)."""
-    from graftzoo.plugins import get_plugins
-
-    reg = get_plugins().get("heads", name)
+def build_head(head: str | Registration, feature_dim: int, num_outputs: int, **options: Any) -> nn.Module:
+    """A head by its registration or registered name (``linear``, ``mlp``, ``token`` or a plugin's)."""
+    reg = head if isinstance(head, Registration) else get_plugins().get("heads", head)
+    where = f"head {reg.name!r} of plugin {reg.plugin!r}"
     try:
-        head: nn.Module = reg.resolve()(feature_dim, num_outputs, **options)
+        module = reg.resolve()(feature_dim, num_outputs, **options)
     except (TypeError, ValueError) as exc:
-        raise TrainingError(f"head {name!r} of plugin {reg.plugin!r}: {exc}") from exc
-    return head
+        raise OptionError(f"{where}: {exc}") from exc
+    except GraftError:
+        raise
+    except Exception as exc:  # third-party head code
+        raise PluginError(f"{where} raised on construction: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise PluginError(f"{where} returned {type(module).__name__}, not a torch nn.Module")
+    return module
+
+
+def make_policy(policy: str | Registration, config: TrainConfig) -> FreezePolicy:
+    """The configured freeze policy, built from its registration (or registered name)."""
+    reg = policy if isinstance(policy, Registration) else get_plugins().get("freeze_policies", policy)
+    try:
+        made: FreezePolicy = reg.resolve()(**config.policy_options())
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"freeze policy {reg.name!r} of plugin {reg.plugin!r}: {exc}") from exc
+    except GraftError:
+        raise
+    except Exception as exc:  # third-party policy code
+        raise PluginError(f"freeze policy {reg.name!r} of plugin {reg.plugin!r} raised on construction: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    return made
+
+
+def build_model(entry: ModelEntry, config: TrainConfig, num_classes: int, task: str, pretrained: bool,
+                extra_options: dict[str, Any] | None = None, parts: Parts | None = None) -> GraftModel:
+    """Backbone (through its plugin) + head, as configured; no policy applied yet."""
+    parts = parts if parts is not None else lookup_parts(config, entry, task)
+    options = {**config.adapter_options(), **(extra_options or {})}
+    backbone = build_backbone(entry, pretrained=pretrained, options=options, adapter=parts.adapter)
+    if task == "token-classification" and not backbone.supports_tokens:
+        raise DataError(f"{entry.id}: its backbone adapter {entry.backbone!r} has no token features; "
+                        "token classification needs a text encoder")
+    head = build_head(parts.head, backbone.feature_dim, num_classes, **config.head_options())
+    return GraftModel(backbone, head, task)
+
+
+def check_contract(model: GraftModel, samples: Sequence[Any], entry: ModelEntry, num_classes: int,
+                   options: Mapping[str, Any]) -> None:
+    """Push one small batch through backbone + head; a mismatch is one error naming the part and the field."""
+    check_features(model, probe_features(model, samples, entry, options), entry, num_classes)
+
+
+def probe_features(model: GraftModel, samples: Sequence[Any], entry: ModelEntry,
+                   options: Mapping[str, Any]) -> torch.Tensor:
+    """The backbone's features of a few samples (eval mode, no augmentation), or one named error."""
+    backbone = model.backbone
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            feats: torch.Tensor = model.features(backbone.collate(list(samples), train=False))
+    except GraftError:
+        raise
+    except Exception as exc:  # the adapter's code on the user's options
+        if options.get("image_size") is not None:
+            raise OptionError(f"{entry.id} cannot take --image-size {options['image_size']} (its input size is "
+                              f"fixed{_fixed_size(entry)}): {type(exc).__name__}: {exc}; leave --image-size out"
+                              ) from exc
+        raise PluginError(f"backbone adapter {entry.backbone!r} ({type(backbone).__name__}) failed on a batch of "
+                          f"{len(samples)} samples of {entry.id}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        model.train(was)
+    return feats
+
+
+def check_features(model: GraftModel, feats: Any, entry: ModelEntry, num_classes: int) -> None:
+    """Features of the declared width and a floating dtype, and a head that maps them to ``num_classes``."""
+    backbone = model.backbone
+    where = f"backbone adapter {entry.backbone!r} ({type(backbone).__name__})"
+    if not isinstance(feats, torch.Tensor) or feats.shape[-1] != backbone.feature_dim:
+        got = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+        raise PluginError(f"{where}: declares feature_dim {backbone.feature_dim} but returns features of shape "
+                          f"{got} for {entry.id}; set feature_dim to the width it returns")
+    if not feats.is_floating_point():
+        raise PluginError(f"{where}: returns {feats.dtype} features for {entry.id}; features must be floating "
+                          "point")
+    _check_head(model, feats.to(next(iter(model.head.parameters()), feats).device), num_classes)
+
+
+def _check_head(model: GraftModel, feats: torch.Tensor, num_classes: int) -> None:
+    try:
+        with torch.no_grad():
+            logits = model.head(feats)
+    except Exception as exc:  # a plugin's head
+        raise PluginError(f"head {type(model.head).__name__} fails on features of shape {tuple(feats.shape)}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(logits, torch.Tensor) or logits.shape[-1] != num_classes:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise PluginError(f"head {type(model.head).__name__} returns {got} for {num_classes} classes; its last "
+                          "dimension must be the number of classes")
+
+
+def _fixed_size(entry: ModelEntry) -> str:
+    size = entry.input.get("size")
+    return f" at {size[-1]}x{size[-1]}" if isinstance(size, list) and size else ""
 
 
 def weights_identity(entry: ModelEntry, pretrained: bool) -> str | None:

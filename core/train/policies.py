@@ -11,7 +11,7 @@ future ones; a policy must accept and ignore options it does not use. The
 engine then talks to the policy only through this interface:
 
 ``validate(model)``
-    Raise ``TrainingError`` when the options do not fit this model (e.g.
+    Raise ``OptionError`` when the options do not fit this model (e.g.
     ``--unfreeze`` larger than its number of groups). Called before anything
     is written.
 ``apply(model)``
@@ -38,8 +38,12 @@ engine then talks to the policy only through this interface:
 ``describe() -> str``
     One line for the console and the model card.
 
-``graftzoo.train.policies.check_policy`` (and the plugin conformance kit) check
-that a policy does what it says on a given model.
+``options_used``
+    The option names the policy reads (a set), or None to receive them all
+    unchecked. ``graft tune`` refuses a non-default option that the chosen
+    policy does not read (``--unfreeze`` with ``frozen``), so what a run
+    stores is what it used. The conformance kit (``graftzoo.testing``) checks
+    that a policy does what it says on a given model.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from graftzoo.errors import TrainingError
+from graftzoo.errors import OptionError
 from graftzoo.train.model import GraftModel
 
 
@@ -63,12 +67,14 @@ class FreezePolicy:
 
     name: ClassVar[str] = "policy"
     caches_features: ClassVar[bool] = False
+    #: the options this policy reads (None: undeclared, every option is passed unchecked)
+    options_used: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, **options: Any) -> None:
         self.options = options
 
     def validate(self, model: GraftModel) -> None:
-        """Raise ``TrainingError`` if the options do not fit ``model``."""
+        """Raise ``OptionError`` if the options do not fit ``model``."""
 
     def apply(self, model: GraftModel) -> None:
         """Freeze the backbone, train the head (subclasses unfreeze more)."""
@@ -99,6 +105,7 @@ class Frozen(FreezePolicy):
     """Feature extraction: the backbone is frozen in eval mode and its features are cached."""
 
     name = "frozen"
+    options_used = frozenset()
     caches_features = True
 
     def describe(self) -> str:
@@ -109,6 +116,7 @@ class Full(FreezePolicy):
     """Everything trains."""
 
     name = "full"
+    options_used = frozenset()
 
     def apply(self, model: GraftModel) -> None:
         set_trainable(model, True)
@@ -123,9 +131,9 @@ class Full(FreezePolicy):
 def _group_count_check(model: GraftModel, k: int | None, option: str, policy: str) -> int:
     groups = [name for name, _ in model.group_modules()]
     if k is None:
-        raise TrainingError(f"policy {policy!r} needs {option} (1..{len(groups)}; groups: {', '.join(groups)})")
+        raise OptionError(f"policy {policy!r} needs {option} (1..{len(groups)}; groups: {', '.join(groups)})")
     if not 1 <= int(k) <= len(groups):
-        raise TrainingError(f"{option} {k} is out of range: this backbone has {len(groups)} groups "
+        raise OptionError(f"{option} {k} is out of range: this backbone has {len(groups)} groups "
                             f"({', '.join(groups)}); use 1..{len(groups)}, or --policy full / frozen")
     return int(k)
 
@@ -134,6 +142,7 @@ class TopK(FreezePolicy):
     """The last ``unfreeze`` groups (and the head) train; earlier groups stay frozen in eval mode."""
 
     name = "top-k"
+    options_used = frozenset({"unfreeze"})
 
     def validate(self, model: GraftModel) -> None:
         _group_count_check(model, self.options.get("unfreeze"), "--unfreeze", self.name)
@@ -158,6 +167,7 @@ class Gradual(FreezePolicy):
     """Head first; then one more group from the top every ``unfreeze_every`` epochs."""
 
     name = "gradual"
+    options_used = frozenset({"unfreeze", "unfreeze_every"})
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -166,7 +176,7 @@ class Gradual(FreezePolicy):
     def validate(self, model: GraftModel) -> None:
         every = self.options.get("unfreeze_every") or 1
         if int(every) < 1:
-            raise TrainingError(f"--unfreeze-every must be at least 1 epoch, got {every}")
+            raise OptionError(f"--unfreeze-every must be at least 1 epoch, got {every}")
         if self.options.get("unfreeze") is not None:
             _group_count_check(model, self.options["unfreeze"], "--unfreeze", self.name)
 
@@ -207,6 +217,7 @@ class BitFit(FreezePolicy):
     """Only bias terms of the backbone (and the whole head) train; BatchNorm statistics stay fixed."""
 
     name = "bitfit"
+    options_used = frozenset()
 
     def apply(self, model: GraftModel) -> None:
         super().apply(model)
@@ -216,7 +227,7 @@ class BitFit(FreezePolicy):
 
     def validate(self, model: GraftModel) -> None:
         if not any(is_bias(n) for n, _ in model.backbone.named_parameters()):
-            raise TrainingError("policy 'bitfit': this backbone has no bias parameters; use top-k or lora")
+            raise OptionError("policy 'bitfit': this backbone has no bias parameters; use top-k or lora")
 
     def describe(self) -> str:
         return "bitfit: backbone biases and the head train"
@@ -226,10 +237,11 @@ class Lora(FreezePolicy):
     """Low-rank adapters (peft) on ``backbone.lora_targets()``; base weights frozen, adapters + head train."""
 
     name = "lora"
+    options_used = frozenset({"lora_rank", "lora_alpha"})
 
     def validate(self, model: GraftModel) -> None:
         if not model.backbone.lora_targets():
-            raise TrainingError(f"policy 'lora': {type(model.backbone).__name__} declares no lora_targets(); "
+            raise OptionError(f"policy 'lora': {type(model.backbone).__name__} declares no lora_targets(); "
                                 "use top-k or bitfit")
 
     def apply(self, model: GraftModel) -> None:
@@ -254,26 +266,3 @@ def inject_lora(model: GraftModel, rank: int, alpha: int) -> None:
                         bias="none")
     inject_adapter_in_model(config, model.backbone)
     setattr(model.backbone, "_graftzoo_lora", True)  # noqa: B010 - nn.Module attribute typing
-
-
-def check_policy(policy: FreezePolicy, model: GraftModel) -> list[str]:
-    """Problems with a policy's contract on ``model`` (empty when it conforms).
-
-    Checks that ``apply`` leaves the head trainable, that ``train_groups``
-    names only real groups, and that ``state_dict`` round-trips.
-    """
-    problems: list[str] = []
-    policy.validate(model)
-    policy.apply(model)
-    policy.on_epoch_start(model, 0)
-    if not all(p.requires_grad for p in model.head.parameters()):
-        problems.append("the head is not fully trainable after apply()")
-    names = {n for n, _ in model.group_modules()}
-    unknown = policy.train_groups(model) - names
-    if unknown:
-        problems.append(f"train_groups() names unknown groups: {sorted(unknown)}")
-    state = policy.state_dict()
-    policy.load_state_dict(state)
-    if policy.state_dict() != state:
-        problems.append("state_dict() does not round-trip through load_state_dict()")
-    return problems

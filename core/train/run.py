@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,6 +26,10 @@ from graftzoo.registry import ModelEntry, entry_from_dict
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.inference import classify, evaluate_samples, tag
 from graftzoo.train.model import GraftModel
+
+if TYPE_CHECKING:
+    from graftzoo.train.plan import RunPlan
+    from graftzoo.train.policies import FreezePolicy
 
 RUN_FORMAT = "graftzoo-run/1"
 WEIGHTS = "model.safetensors"
@@ -100,25 +105,40 @@ def stored_entry(info: dict[str, Any]) -> ModelEntry:
     return entry_from_dict(raw, origin=f"graft.json of run {info.get('model')}")
 
 
-def build_model(entry: ModelEntry, config: TrainConfig, num_classes: int, task: str, pretrained: bool,
-                extra_options: dict[str, Any] | None = None) -> GraftModel:
-    """Backbone (through its plugin) + head, as configured; no policy applied yet."""
-    from graftzoo.train.build import build_backbone
+def run_info(plan: RunPlan, model: GraftModel, policy: FreezePolicy, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """graft.json's content at the start of a run (history and final metrics are added as it goes)."""
+    config, entry, data = plan.config, plan.entry, plan.data
+    return {
+        "format": RUN_FORMAT,
+        "status": "running",
+        "model": entry.id,
+        "entry": entry.to_dict(),
+        "task": data.task,
+        "config": config.to_dict(),
+        "policy": {"name": config.policy, "description": policy.describe(), "state": policy.state_dict()},
+        "preprocessing": model.backbone.preprocessing(),
+        "groups": [name for name, _ in model.group_modules()],
+        "labels": plan.classes,
+        "data": {"spec": config.data, "name": data.name, "fingerprint": data.fingerprint(),
+                 "n": len(data), "n_train": len(plan.split.train), "n_val": len(plan.split.val)},
+        "epochs": history,
+        "final": {},
+        "versions": library_versions(),
+    }
 
-    options = {**config.adapter_options(), **(extra_options or {})}
-    backbone = build_backbone(entry, pretrained=pretrained, options=options)
-    if task == "token-classification" and not backbone.supports_tokens:
-        raise TrainingError(f"{entry.id}: its backbone adapter {entry.backbone!r} has no token features; "
-                            "token classification needs a text encoder")
-    head_name = "token" if task == "token-classification" and config.head == "linear" else config.head
-    head = _build_head(head_name, backbone.feature_dim, num_classes, config)
-    return GraftModel(backbone, head, task)
 
-
-def _build_head(name: str, dim: int, n: int, config: TrainConfig) -> torch.nn.Module:
-    from graftzoo.train.build import build_head
-
-    return build_head(name, dim, n, **config.head_options())
+def copy_extra_files(files: dict[str, Path], out: Path) -> dict[str, str]:
+    """Copy a backbone's ``extra_files()`` into ``out/extra``; returns name -> path relative to ``out``."""
+    extra: dict[str, str] = {}
+    for name, src in files.items():
+        dest = out / "extra" / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if Path(src).is_dir():
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest)
+        extra[name] = str(dest.relative_to(out))
+    return extra
 
 
 @dataclass
@@ -184,7 +204,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     """Load a run directory written by ``graft tune``: model (eval mode), classes, config, entry."""
     from safetensors.torch import load_model
 
-    from graftzoo.plugins import get_plugins
+    from graftzoo.train.build import build_model, make_policy
 
     path = Path(run_dir)
     info = read_info(path)
@@ -199,8 +219,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     extra = {name: str(path / rel) for name, rel in info.get("extra_files", {}).items()}
     model = build_model(entry, config, len(classes), task, pretrained=False,
                         extra_options={"extra_files": extra} if extra else None)
-    policy = get_plugins().get("freeze_policies", config.policy).resolve()(**config.policy_options())
-    policy.apply(model)  # re-creates structure the policy added (LoRA adapters)
+    make_policy(config.policy, config).apply(model)  # re-creates structure the policy added (LoRA adapters)
     try:
         load_model(model, str(weights), strict=True)
     except (RuntimeError, KeyError) as exc:

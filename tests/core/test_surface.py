@@ -25,6 +25,7 @@ def test_exported_members() -> None:
         "DataError",
         "GraftError",
         "ModelEntry",
+        "OptionError",
         "PluginError",
         "Registry",
         "RegistryError",

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from graftzoo.data import LabelledData
-from graftzoo.errors import DataError, GraftError, TrainingError
-from graftzoo.train import loaders as loop
+from graftzoo.errors import DataError, GraftError, OptionError, TrainingError
+from graftzoo.train import optim as loop
 from graftzoo.train.engine import resume, train
 from graftzoo.train.run import load_run
 from tests.train import tiny
@@ -65,7 +65,7 @@ def test_frozen_features_are_cached_across_runs(config: Any, tmp_path: Path, gra
 
 
 def test_unfreeze_out_of_range_writes_nothing(config: Any, tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match=r"--unfreeze 4 is out of range: this backbone has 3 groups"):
+    with pytest.raises(OptionError, match=r"--unfreeze 4 is out of range: this backbone has 3 groups"):
         train(config(policy="top-k", unfreeze=4), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
@@ -116,13 +116,11 @@ def test_split_limit_and_early_stopping(config: Any, tmp_path: Path) -> None:
 
 
 def test_layerwise_lr_decay_groups(config: Any) -> None:
-    from graftzoo.train.build import resolve_entry
-    from graftzoo.train.engine import get_policy
-    from graftzoo.train.run import build_model
+    from graftzoo.train.build import build_model, make_policy, resolve_entry
 
     cfg = config(policy="full")
     model = build_model(resolve_entry(cfg.model), cfg, 5, "classification", pretrained=False)
-    get_policy(cfg).apply(model)
+    make_policy(cfg.policy, cfg).apply(model)
     groups = {g["name"]: g["lr"] for g in loop.param_groups(model, 0.1, 0.5, 0.01)}
     assert groups["head"] == pytest.approx(0.1)
     assert groups["backbone.stage2"] == pytest.approx(0.1)

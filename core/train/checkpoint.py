@@ -1,0 +1,38 @@
+"""Per-epoch checkpoints: written atomically, read with ``weights_only=True``.
+
+A checkpoint holds what the run cannot rebuild: the trainable state (the whole
+model, or only the head when the backbone is frozen and never changes), the
+optimiser, scheduler and policy state, the history and the RNG state.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    """Write the checkpoint to a temp file and rename it: a kill leaves the previous one intact."""
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, run_dir / CHECKPOINT)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The last checkpoint (tensors, numbers and strings only: ``weights_only=True``), or None."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return state
