@@ -27,6 +27,7 @@ from graftzoo import hookspecs
 from graftzoo.errors import GraftError, PluginError
 
 ENTRY_POINT_GROUP = "graftzoo"
+ENTRY_POINT_INDEX = "entry-points.json"  # in $GRAFTZOO_HOME; see discover_entry_points
 BUILTIN_PLUGINS = ("graftzoo.builtins",)
 KINDS = ("backbones", "heads", "datasets", "freeze_policies")
 _KIND_LABEL = {
@@ -256,17 +257,16 @@ class Plugins:
                 self._record(plugin_name, None, f"register_commands raised {type(exc).__name__}: {exc}")
 
     def infos(self, collect_all: bool = True) -> list[PluginInfo]:
-        """Every plugin with its version, hooks and problems (hooks run first if asked)."""
+        """Every plugin with its version, hooks and problems (every kind is collected first if asked).
+
+        Problems with the models a plugin registers are found by
+        ``registry.load_registry`` (``Registry.problems``); ``record_problem``
+        attaches them where they should be shown.
+        """
         self.load()
         if collect_all:
             for kind in KINDS:
                 self.collect(kind)
-            from graftzoo.registry import load_registry
-
-            try:
-                load_registry()
-            except GraftError:
-                pass  # a broken core registry is reported by 'graft list', not here
         return [self._infos[name] for name in self._order]
 
 
@@ -300,7 +300,7 @@ def discover_entry_points() -> list[EntryPoint]:
     """
     from graftzoo.home import graftzoo_home
 
-    cache = graftzoo_home() / "entry-points.json"
+    cache = graftzoo_home() / ENTRY_POINT_INDEX
     key = _path_key()
     try:
         cached = json.loads(cache.read_text())
@@ -323,6 +323,13 @@ def discover_entry_points() -> list[EntryPoint]:
     except OSError:
         pass  # a read-only home only costs speed
     return result
+
+
+def forget_entry_point_index() -> None:
+    """Drop the on-disk entry-point index (after pip changed what is installed)."""
+    from graftzoo.home import graftzoo_home
+
+    (graftzoo_home() / ENTRY_POINT_INDEX).unlink(missing_ok=True)
 
 
 _plugins: Plugins | None = None

@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,32 @@ def entry_from_dict(data: Mapping[str, Any], origin: str, index: int | None = No
         raise fail("id", f"{data['id']!r} is not arch.tag")
     if data["modality"] not in MODALITIES:
         raise fail("modality", f"unknown modality {data['modality']!r}")
+    sha, files = _check_pins(data, fail)
+    _check_optional_fields(data, fail)
+    tasks = data.get("tasks", [])
+    num_classes = data.get("num_classes")
+    return ModelEntry(
+        id=data["id"],
+        modality=data["modality"],
+        backbone=data["backbone"],
+        source=data["source"],
+        license=data["license"],
+        sha256=sha,
+        files=dict(files),
+        tasks=tuple(tasks),
+        pretrained_on=data.get("pretrained_on", ""),
+        input=dict(data.get("input", {})),
+        config=dict(data.get("config", {})),
+        arch=data.get("arch", ""),
+        description=data.get("description", ""),
+        num_classes=num_classes,
+        origin=origin,
+    )
+
+
+def _check_pins(data: Mapping[str, Any], fail: Callable[[str, str], RegistryError]
+                ) -> tuple[str | None, dict[str, str]]:
+    """The source URI and its pins (``sha256`` or ``files``); returns them validated."""
     try:
         src = parse_source(data["source"])
     except ValueError as exc:
@@ -181,6 +207,10 @@ def entry_from_dict(data: Mapping[str, Any], origin: str, index: int | None = No
         raise fail("sha256", f"missing: every single-file {src.scheme}:// source must be pinned by its sha256")
     if src.scheme == "hf" and not src.revision:
         raise fail("source", "hf:// sources must pin a revision: hf://org/repo@REVISION/path")
+    return sha, dict(files)
+
+
+def _check_optional_fields(data: Mapping[str, Any], fail: Callable[[str, str], RegistryError]) -> None:
     tasks = data.get("tasks", [])
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
         raise fail("tasks", "must be a list of strings")
@@ -193,23 +223,6 @@ def entry_from_dict(data: Mapping[str, Any], origin: str, index: int | None = No
     num_classes = data.get("num_classes")
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise fail("num_classes", "must be a positive integer")
-    return ModelEntry(
-        id=data["id"],
-        modality=data["modality"],
-        backbone=data["backbone"],
-        source=data["source"],
-        license=data["license"],
-        sha256=sha,
-        files=dict(files),
-        tasks=tuple(tasks),
-        pretrained_on=data.get("pretrained_on", ""),
-        input=dict(data.get("input", {})),
-        config=dict(data.get("config", {})),
-        arch=data.get("arch", ""),
-        description=data.get("description", ""),
-        num_classes=num_classes,
-        origin=origin,
-    )
 
 
 def parse_registry_file(path: Path) -> list[ModelEntry]:
@@ -248,6 +261,8 @@ class Registry:
 
     def __init__(self, entries: Iterable[ModelEntry] = ()) -> None:
         self._entries: dict[str, ModelEntry] = {}
+        #: (plugin, message) for each entry a plugin registered that was left out (``graft plugins`` shows them)
+        self.problems: list[tuple[str, str]] = []
         for entry in entries:
             self.add(entry)
 
@@ -293,7 +308,11 @@ class Registry:
 
 
 def load_registry(paths: Iterable[Path] | None = None, plugins: bool = True) -> Registry:
-    """The catalogue: registry files, then entries registered by plugins."""
+    """The catalogue: registry files, then entries registered by plugins.
+
+    A plugin's entry that does not validate (or whose id is taken) is left out
+    and listed in ``Registry.problems``; a broken registry file is an error.
+    """
     registry = Registry()
     for path in default_registry_paths() if paths is None else paths:
         for entry in parse_registry_file(Path(path)):
@@ -314,6 +333,6 @@ def load_registry(paths: Iterable[Path] | None = None, plugins: bool = True) -> 
                     raise RegistryError(f"{origin}: register_models got {got}; pass a dict or ModelEntry")
                 registry.add(entry)
             except RegistryError as exc:
-                # A plugin's bad entry is that plugin's problem: report it, keep the rest of the zoo.
-                manager.record_problem(plugin_name, str(exc))
+                # A plugin's bad entry is that plugin's problem: keep the rest of the zoo, say it in 'graft plugins'.
+                registry.problems.append((plugin_name, str(exc)))
     return registry

@@ -39,11 +39,13 @@ def adapt(run: Path, target_data: str, method: str, out: Path | None, data_forma
     """
     from graftzoo.data import load_data
     from graftzoo.diagnostics.adapt_run import adapt_run
+    from graftzoo.train.plan import check_modality
     from graftzoo.train.run import read_info
 
     info = read_info(run)
-    modality = info.get("entry", {}).get("modality")
+    modality = info["entry"]["modality"]
     target = load_data(target_data, modality=modality, format=data_format)
+    check_modality(target, modality, info["model"], target_data)
     if limit is not None and len(target) > limit:
         import random
 

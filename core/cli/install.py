@@ -47,11 +47,10 @@ def _pip(args: Sequence[str]) -> None:
 
 def _after(before: dict[str, tuple[str, str | None]]) -> None:
     """Forget cached plugins, say what changed, and show the plugin table as a new 'graft' sees it."""
-    from graftzoo.home import graftzoo_home
-    from graftzoo.plugins import reset_plugins
+    from graftzoo.plugins import forget_entry_point_index, reset_plugins
 
     reset_plugins()
-    (graftzoo_home() / "entry-points.json").unlink(missing_ok=True)
+    forget_entry_point_index()
     after = _graftzoo_entry_points()
     for name in sorted(set(after) - set(before)):
         click.echo(f"Added plugin {name!r} ({after[name][0]}, version {after[name][1]})")

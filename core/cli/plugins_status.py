@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from graftzoo.cli._output import echo_json, format_table
-from graftzoo.plugins import get_plugins
+from graftzoo.errors import GraftError
+from graftzoo.plugins import PluginInfo, get_plugins
+from graftzoo.registry import load_registry
 
 
 @click.command("plugins")
@@ -16,7 +18,7 @@ def plugins_cmd(as_json: bool) -> None:
     A plugin that failed to import, raised in a hook or registered a name that
     another plugin owns is shown with its error; the others keep working.
     """
-    infos = get_plugins().infos()
+    infos = plugin_infos()
     if as_json:
         echo_json([i.to_dict() for i in infos])
         return
@@ -26,3 +28,16 @@ def plugins_cmd(as_json: bool) -> None:
         for i in infos
     ]
     click.echo(format_table(["plugin", "version", "hooks", "status"], rows))
+
+
+def plugin_infos() -> list[PluginInfo]:
+    """Every plugin's status: its hooks collected, and the models it registered that the registry left out."""
+    manager = get_plugins()
+    manager.infos()
+    try:
+        problems = load_registry().problems
+    except GraftError:
+        problems = []  # a broken core registry is reported by 'graft list', not here
+    for plugin, message in problems:
+        manager.record_problem(plugin, message)
+    return manager.infos(collect_all=False)

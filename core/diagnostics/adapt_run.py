@@ -67,6 +67,7 @@ def adapt_run(
     run_dir: str | Path,
     target: LabelledData,
     method: str,
+    *,
     out: str | Path | None = None,
     steps: int = 1,
     lr: float = 1e-3,
@@ -85,8 +86,7 @@ def adapt_run(
     """
     import torch
 
-    from graftzoo.diagnostics.adapt import adabn, mean_entropy, tent
-    from graftzoo.train.run import INFO, WEIGHTS, load_run, read_info, save_weights, write_json_atomic
+    from graftzoo.train.run import load_run
 
     if method not in METHODS:
         raise TrainingError(f"unknown adaptation method {method!r}; use one of {', '.join(METHODS)}")
@@ -101,6 +101,23 @@ def adapt_run(
         raise TrainingError(f"{src}: adaptation supports classification runs; this one is {run.task}")
     torch.manual_seed(seed)
     before = _accuracy(run, target, batch_size) if report_accuracy else None
+    record = _adapt(run, target, method, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    after = _accuracy(run, target, batch_size) if report_accuracy else None
+    record = {"method": method, "source_run": str(src.resolve()), "target": target_spec or target.name,
+              "target_fingerprint": target.fingerprint(), "target_samples": len(target), **record}
+    if before is not None and after is not None:
+        record["target_accuracy_before"] = before
+        record["target_accuracy_after"] = after
+    _write_adapted_run(run.model, src, dest, record)
+    record["run"] = str(dest)
+    return record
+
+
+def _adapt(run: Any, target: LabelledData, method: str, *, steps: int, lr: float, batch_size: int,
+           seed: int) -> dict[str, Any]:
+    """Run AdaBN or TENT on ``run.model`` in place; the record's numbers (entropy before/after, time)."""
+    from graftzoo.diagnostics.adapt import adabn, mean_entropy, tent
+
     batches = TargetBatches(run.model, target.samples, batch_size, seed)
     start = time.perf_counter()
     entropy_before = mean_entropy(run.model, batches)
@@ -111,32 +128,21 @@ def adapt_run(
         details = tent(run.model, batches, steps=steps, lr=lr)
         details.update(steps=steps, lr=lr)
     entropy_after = mean_entropy(run.model, batches)
-    seconds = time.perf_counter() - start
-    after = _accuracy(run, target, batch_size) if report_accuracy else None
-    record: dict[str, Any] = {
-        "method": method,
-        "source_run": str(src.resolve()),
-        "target": target_spec or target.name,
-        "target_fingerprint": target.fingerprint(),
-        "target_samples": len(target),
-        "batch_size": batch_size,
-        "seed": seed,
-        "entropy_before": entropy_before,
-        "entropy_after": entropy_after,
-        "seconds": seconds,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **details,
-    }
-    if before is not None and after is not None:
-        record["target_accuracy_before"] = before
-        record["target_accuracy_after"] = after
-    # Write into a temporary sibling and rename, so a failure leaves no half-written run behind.
+    return {"batch_size": batch_size, "seed": seed, "entropy_before": entropy_before,
+            "entropy_after": entropy_after, "seconds": time.perf_counter() - start,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"), **details}
+
+
+def _write_adapted_run(model: GraftModel, src: Path, dest: Path, record: dict[str, Any]) -> None:
+    """Copy the source run into a temporary sibling, update it and rename: a failure leaves nothing behind."""
+    from graftzoo.train.run import INFO, WEIGHTS, read_info, save_weights, write_json_atomic
+
     tmp = dest.with_name(f".{dest.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(src, tmp)
     try:
-        save_weights(run.model, tmp / WEIGHTS)
+        save_weights(model, tmp / WEIGHTS)
         info = read_info(tmp)
         info.setdefault("adaptations", []).append(record)
         info["adaptation"] = record
@@ -147,8 +153,6 @@ def adapt_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    record["run"] = str(dest)
-    return record
 
 
 def _append_card(card: Path, record: dict[str, Any]) -> None:

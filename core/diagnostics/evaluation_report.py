@@ -3,7 +3,20 @@
 ``evaluation_report`` takes what evaluation already has (labels, predicted
 probabilities and, optionally, backbone features of the training and the
 evaluation data) and returns one JSON-ready dict; ``format_evaluation_report``
-turns it into lines for the console.
+turns it into lines for the console. The dict::
+
+    {"n": int, "accuracy": float, "macro_f1": float,
+     "per_class": [{"class", "precision", "recall", "f1", "support"}, ...],
+     "confusion": [[int]] (true x predicted),
+     "ece": float, "calibration": [{"lower", "upper", "count", "confidence", "accuracy"}, ...],
+     "mean_confidence": float,
+     "shift": None | {"domain_accuracy", "proxy_a_distance", "mmd2", "mmd_p_value",
+                      "mmd_bandwidth", "level", "message", "n_source", "n_target"},
+     "warnings": [str, ...]}   # plain-words problems; empty when none
+
+``shift.level`` is "small", "moderate" or "large" (domain-classifier accuracy
+< 0.6, < 0.8, >= 0.8); a "large" shift adds a warning. Every number comes from
+``graftzoo.metrics``.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ def evaluation_report(
     y_true: Sequence[int] | Any,
     probs: Any,
     classes: Sequence[str],
+    *,
     train_features: Any | None = None,
     eval_features: Any | None = None,
     n_bins: int = 15,
@@ -31,30 +45,12 @@ def evaluation_report(
 ) -> dict[str, Any]:
     """Per-class metrics, calibration and domain shift for one evaluation.
 
-    Args:
-        y_true: integer class ids ``[N]`` of the evaluation samples, indexing ``classes``.
-        probs: predicted class probabilities ``[N, C]`` (softmax of the logits), C = len(classes).
-        classes: class names in id order (the run's labels).
-        train_features: backbone features ``[N_train, D]`` of (a sample of) the training data.
-        eval_features: backbone features ``[N, D]`` of the evaluation data, same backbone.
-            The shift section is computed only when both feature sets are given.
-        n_bins: confidence bins for ECE.
-        seed: seeds the subsampling and cross-validation of the shift score.
-        shift_permutations: permutations of the MMD test (0 skips the p-value).
-
-    Returns a JSON-ready dict::
-
-        {"n": int, "accuracy": float, "macro_f1": float,
-         "per_class": [{"class", "precision", "recall", "f1", "support"}, ...],
-         "confusion": [[int]] (true x predicted),
-         "ece": float, "calibration": [{"lower", "upper", "count", "confidence", "accuracy"}, ...],
-         "mean_confidence": float,
-         "shift": None | {"domain_accuracy", "proxy_a_distance", "mmd2", "mmd_p_value",
-                          "mmd_bandwidth", "level", "message", "n_source", "n_target"},
-         "warnings": [str, ...]}   # plain-words problems; empty when none
-
-    ``shift.level`` is "small", "moderate" or "large" (domain-classifier
-    accuracy < 0.6, < 0.8, >= 0.8); a "large" shift adds a warning.
+    ``y_true`` are class ids ``[N]`` indexing ``classes``; ``probs`` the predicted
+    probabilities ``[N, C]``. The shift section needs backbone features of (a
+    sample of) the training data and of the evaluation data, from the same
+    backbone; ``seed`` seeds it, ``shift_permutations`` is the MMD test's
+    permutation count (0 skips the p-value); ``n_bins`` are the ECE bins.
+    Returns the JSON-ready dict described in the module docstring.
     """
     import numpy as np
 
@@ -76,26 +72,13 @@ def evaluation_report(
     pred = pr.argmax(axis=1)
     accuracy = float((pred == t).mean())
     per_class = per_class_metrics(t, pred, classes)
-    present = [c for c in per_class if c["support"] > 0]
     confusion = confusion_matrix(t, pred, len(classes))
     bins = calibration_bins(t, pr, n_bins)
     ece = ece_of_bins(bins)
     confidence = float(pr.max(axis=1).mean())
-    warnings: list[str] = []
-    if ece > ECE_WARNING:
-        direction = "overconfident" if confidence > accuracy else "underconfident"
-        warnings.append(f"poorly calibrated (ECE {ece:.3f}): the model is {direction}, mean confidence "
-                        f"{confidence:.1%} vs accuracy {accuracy:.1%}; do not read its scores as probabilities")
-    weak = [c for c in present if c["recall"] < accuracy - RECALL_GAP_WARNING]
-    if weak:
-        names = ", ".join(f"{c['class']} ({c['recall']:.0%})" for c in weak)
-        warnings.append(f"classes recognised far less often than average ({accuracy:.0%}): {names}; "
-                        "check their training examples for too few or unrepresentative samples")
     shift = None
     if train_features is not None and eval_features is not None:
         shift = domain_shift(train_features, eval_features, seed=seed, permutations=shift_permutations)
-        if shift["level"] == "large":
-            warnings.append(shift["message"])
     return {
         "n": int(t.size),
         "accuracy": accuracy,
@@ -106,13 +89,31 @@ def evaluation_report(
         "calibration": bins,
         "mean_confidence": confidence,
         "shift": shift,
-        "warnings": warnings,
+        "warnings": _warnings(accuracy, ece, confidence, per_class, shift),
     }
+
+
+def _warnings(accuracy: float, ece: float, confidence: float, per_class: Sequence[dict[str, Any]],
+              shift: dict[str, Any] | None) -> list[str]:
+    """Plain-words problems: poor calibration, classes recognised far less often, a large domain shift."""
+    warnings: list[str] = []
+    if ece > ECE_WARNING:
+        direction = "overconfident" if confidence > accuracy else "underconfident"
+        warnings.append(f"poorly calibrated (ECE {ece:.3f}): the model is {direction}, mean confidence "
+                        f"{confidence:.1%} vs accuracy {accuracy:.1%}; do not read its scores as probabilities")
+    weak = [c for c in per_class if c["support"] > 0 and c["recall"] < accuracy - RECALL_GAP_WARNING]
+    if weak:
+        names = ", ".join(f"{c['class']} ({c['recall']:.0%})" for c in weak)
+        warnings.append(f"classes recognised far less often than average ({accuracy:.0%}): {names}; "
+                        "check their training examples for too few or unrepresentative samples")
+    if shift is not None and shift["level"] == "large":
+        warnings.append(shift["message"])
+    return warnings
 
 
 def format_evaluation_report(report: dict[str, Any]) -> str:
     """Console lines for an ``evaluation_report`` dict: a per-class table, ECE, shift, warnings."""
-    from graftzoo.cli._output import format_table
+    from graftzoo.tables import format_table
 
     rows = [[str(c["class"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"])]
             for c in report["per_class"]]

@@ -116,6 +116,7 @@ def score_features(features: Any, labels: Sequence[int], folds: int = 5, seed: i
 def rank_models(
     data: LabelledData,
     candidates: Sequence[Candidate],
+    *,
     options: Mapping[str, Any] | None = None,
     by: str = "logme",
     batch_size: int = 64,

@@ -60,14 +60,15 @@ def logme(features: Any, labels: Any, max_iter: int = 100, tol: float = 1e-3) ->
     u, s, _ = np.linalg.svd(x, full_matrices=False)
     sigma = s**2  # the non-zero part of F^T F's spectrum; the other d - r eigenvalues are 0
     evidences = [
-        _class_evidence(sigma, u.T @ (y == cls).astype(np.float64), float((y == cls).sum()), n, d, max_iter, tol)[0]
+        _class_evidence(sigma, u.T @ (y == cls).astype(np.float64), float((y == cls).sum()), n, d,
+                        max_iter=max_iter, tol=tol)[0]
         for cls in np.unique(y)
     ]
     return float(np.mean(evidences))
 
 
 def _class_evidence(
-    sigma: np.ndarray, proj: np.ndarray, y_norm2: float, n: int, d: int, max_iter: int = 100, tol: float = 1e-3
+    sigma: np.ndarray, proj: np.ndarray, y_norm2: float, n: int, d: int, *, max_iter: int = 100, tol: float = 1e-3
 ) -> tuple[float, float, float]:
     """(log evidence / N, alpha, beta) for one target column y, given F's squared singular
     values ``sigma`` [r] and ``proj`` = U^T y [r]."""

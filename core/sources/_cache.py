@@ -198,6 +198,7 @@ def write_verified(
     expected_sha256: str | None,
     where: str,
     name: str,
+    *,
     expected_size: int | None = None,
     expected_git_sha1: str | None = None,
 ) -> str:

@@ -190,7 +190,7 @@ def _verify_blob(blob: Path, pin: str | None, where: str, name: str) -> str:
     return digest if len(expected) == 64 else _cache.cached_sha256(blob)
 
 
-def _download(repo: str, revision: str, name: str, pin: str | None, force: bool, where: str,
+def _download(repo: str, revision: str, name: str, pin: str | None, *, force: bool, where: str,
               progress: Callable[[str, int | None], Advance],
               known: tuple[str, int] | None = None) -> tuple[FileRecord, str]:
     """One file into the hub cache, verified before it becomes visible; returns (record, commit).
@@ -322,13 +322,15 @@ def fetch_hf(entry: ModelEntry, src: Source, revision: str | None, force: bool) 
     # HEAD each when the listing gave their hashes) cannot mix two commits of a moving branch.
     names = sorted(pins, key=lambda n: known.get(n, ("", 0))[1])
     with transfers() as progress:
-        first, commit = _download(src.repo, rev, folder_prefix + names[0], pins[names[0]], force, where, progress)
+        first, commit = _download(src.repo, rev, folder_prefix + names[0], pins[names[0]], force=force, where=where,
+                                  progress=progress)
         results = {names[0]: first}
         if len(names) > 1:
             pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(names) - 1), thread_name_prefix="graft-pull")
             try:
-                futures = {name: pool.submit(_download, src.repo, commit, folder_prefix + name, pins[name], force,
-                                             where, progress, known.get(name)) for name in names[1:]}
+                futures = {name: pool.submit(_download, src.repo, commit, folder_prefix + name, pins[name],
+                                             force=force, where=where, progress=progress, known=known.get(name))
+                           for name in names[1:]}
                 for name, future in futures.items():
                     results[name] = future.result()[0]
             finally:

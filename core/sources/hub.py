@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,26 +24,12 @@ DEFAULT_HUB_MATCH: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def _card(run_dir: Path, repo_id: str) -> bytes:
-    """A minimal model card from graft.json, for runs that have no README.md."""
-    try:
-        meta = json.loads((run_dir / "graft.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = {}
-    base = meta.get("entry_id") or meta.get("model") or "unknown"
-    lines = ["---", "library_name: graftzoo", "tags: [graftzoo, transfer-learning]", "---", "",
-             f"# {repo_id}", "", f"Fine-tuned with Graftzoo from `{base}`.", ""]
-    if isinstance(meta.get("metrics"), dict):
-        lines += ["## Metrics", ""] + [f"- {k}: {v}" for k, v in meta["metrics"].items()] + [""]
-    return "\n".join(lines).encode()
-
-
 def push(run_dir: Path, repo_id: str, private: bool = False) -> str:
     """Upload a run (model.safetensors, graft.json, README.md) to ``repo_id``; return the commit URL."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     run_dir = Path(run_dir)
-    missing = [name for name in RUN_FILES[:2] if not (run_dir / name).is_file()]
+    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing:
         raise SourceError(f"{run_dir}: not a run directory, {', '.join(missing)} missing; pass the folder that "
                           "'graft tune' wrote")
@@ -55,13 +40,7 @@ def push(run_dir: Path, repo_id: str, private: bool = False) -> str:
     api = HfApi(endpoint=endpoint(), token=token())
     where = f"push to {endpoint()}/{repo_id}"
     retrying(lambda: api.create_repo(repo_id, private=private, exist_ok=True), where)
-    readme = run_dir / "README.md"
-    ops = [
-        CommitOperationAdd(path_in_repo="model.safetensors", path_or_fileobj=str(run_dir / "model.safetensors")),
-        CommitOperationAdd(path_in_repo="graft.json", path_or_fileobj=str(run_dir / "graft.json")),
-        CommitOperationAdd(path_in_repo="README.md",
-                           path_or_fileobj=str(readme) if readme.is_file() else _card(run_dir, repo_id)),
-    ]
+    ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(run_dir / name)) for name in RUN_FILES]
     info = retrying(lambda: api.create_commit(repo_id, operations=ops,
                                               commit_message=f"Upload {run_dir.name} with graft push"), where)
     return str(getattr(info, "commit_url", None) or f"{endpoint()}/{repo_id}")

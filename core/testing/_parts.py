@@ -76,17 +76,23 @@ def check_head(
         if not torch.equal(module(x), module(x)):
             raise fail(what, "is not deterministic in eval mode")
     if dropout:
-        noisy = factory(feature_dim, num_outputs, dropout=0.5)
-        noisy.train()
-        probe = torch.randn(64, feature_dim, generator=generator)
-        with torch.no_grad():
-            if torch.equal(noisy(probe), noisy(probe)):
-                raise fail(what, "ignores the dropout option: dropout=0.5 gives identical outputs twice in train mode",
-                           "apply nn.Dropout(dropout) (or pass dropout=False to the check if the head has none)")
-            noisy.eval()
-            if not torch.equal(noisy(probe), noisy(probe)):
-                raise fail(what, "with dropout=0.5 is not deterministic in eval mode")
+        _check_dropout(what, factory(feature_dim, num_outputs, dropout=0.5), torch.randn(64, feature_dim,
+                                                                                      generator=generator))
     return module
+
+
+def _check_dropout(what: str, noisy: nn.Module, probe: Any) -> None:
+    """A head built with ``dropout=0.5`` is noisy in train mode and deterministic in eval mode."""
+    import torch
+
+    noisy.train()
+    with torch.no_grad():
+        if torch.equal(noisy(probe), noisy(probe)):
+            raise fail(what, "ignores the dropout option: dropout=0.5 gives identical outputs twice in train mode",
+                       "apply nn.Dropout(dropout) (or pass dropout=False to the check if the head has none)")
+        noisy.eval()
+        if not torch.equal(noisy(probe), noisy(probe)):
+            raise fail(what, "with dropout=0.5 is not deterministic in eval mode")
 
 
 def _detector(reg: Any) -> Callable[[Path], Any] | None:
@@ -140,7 +146,7 @@ def check_dataset_format(
     a stable fingerprint. With ``backbone`` a few samples are collated and
     embedded too. Returns the loaded data.
     """
-    from graftzoo.data import LabelledData, load_data
+    from graftzoo.data import LabelledData
     from graftzoo.plugins import get_plugins
 
     table = get_plugins().collect("datasets")
@@ -154,33 +160,8 @@ def check_dataset_format(
     if reg_modality is not None and modality is not None and reg_modality != modality:
         raise fail(what, f"is registered for {reg_modality} data, not {modality}")
     mod = modality or reg_modality
-    detect = _detector(reg)
-    if sample is not None and detect is not None:
-        if not detect(Path(sample)):
-            raise fail(what, f"detect() does not recognise its own sample {sample}")
-        with tempfile.TemporaryDirectory() as tmp:
-            foreign = Path(tmp) / "foreign.bin"
-            foreign.write_bytes(os.urandom(256))
-            empty = Path(tmp) / "empty"
-            empty.mkdir()
-            for path, label in ((empty, "an empty directory"), (foreign, "a file of random bytes")):
-                try:
-                    claimed = detect(path)
-                except Exception as exc:
-                    raise fail(what, f"detect() raised {type(exc).__name__} on {label} ({exc})",
-                               "return False for anything that is not this format") from exc
-                if claimed:
-                    raise fail(what, f"detect() claims {label}",
-                               "detect only what this format can load: 'graft tune' picks formats by detect()")
-        for other, other_reg in table.items():
-            other_mod = other_reg.meta.get("modality")
-            # load_data prefers a format tied to the modality over a generic one: only equals (or betters) clash.
-            rival = other != name and not other_reg.meta.get("named") and other_mod in (None, mod) and (
-                other_mod is not None or reg_modality is None)
-            other_detect = _detector(other_reg) if rival else None
-            if other_detect is not None and other_detect(Path(sample)):
-                raise fail(what, f"its sample is also claimed by format {other!r} of plugin {other_reg.plugin!r}, "
-                                 "so 'graft tune' cannot tell which to use", "make detect() of one of them stricter")
+    if sample is not None:
+        _check_detect(what, name, reg, Path(sample), table, mod)
     loader = reg.resolve()
     try:
         data = loader(location, modality=mod, **{_UNKNOWN_OPTION: 1}, **dict(options or {}))
@@ -195,6 +176,52 @@ def check_dataset_format(
     _check_labels(what, data)
     if expected_classes is not None and data.classes != sorted(expected_classes):
         raise fail(what, f"classes are {data.classes}, expected {sorted(expected_classes)}")
+    _check_reload(what, data, location, mod, None if named else name, options)
+    if backbone is not None:
+        from graftzoo.testing._backbone import check_features
+
+        check_features(backbone, data.samples[: min(len(data), 4)])
+    return data
+
+
+def _check_detect(what: str, name: str, reg: Any, sample: Path, table: Mapping[str, Any], mod: str | None) -> None:
+    """detect() claims the sample, nothing foreign, and no rival format claims the sample too."""
+    detect = _detector(reg)
+    if detect is None:
+        return
+    reg_modality = reg.meta.get("modality")
+    if not detect(sample):
+        raise fail(what, f"detect() does not recognise its own sample {sample}")
+    with tempfile.TemporaryDirectory() as tmp:
+        foreign = Path(tmp) / "foreign.bin"
+        foreign.write_bytes(os.urandom(256))
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
+        for path, label in ((empty, "an empty directory"), (foreign, "a file of random bytes")):
+            try:
+                claimed = detect(path)
+            except Exception as exc:
+                raise fail(what, f"detect() raised {type(exc).__name__} on {label} ({exc})",
+                           "return False for anything that is not this format") from exc
+            if claimed:
+                raise fail(what, f"detect() claims {label}",
+                           "detect only what this format can load: 'graft tune' picks formats by detect()")
+    for other, other_reg in table.items():
+        other_mod = other_reg.meta.get("modality")
+        # load_data prefers a format tied to the modality over a generic one: only equals (or betters) clash.
+        rival = other != name and not other_reg.meta.get("named") and other_mod in (None, mod) and (
+            other_mod is not None or reg_modality is None)
+        other_detect = _detector(other_reg) if rival else None
+        if other_detect is not None and other_detect(sample):
+            raise fail(what, f"its sample is also claimed by format {other!r} of plugin {other_reg.plugin!r}, "
+                             "so 'graft tune' cannot tell which to use", "make detect() of one of them stricter")
+
+
+def _check_reload(what: str, data: LabelledData, location: str, mod: str | None, fmt: str | None,
+                  options: Mapping[str, Any] | None) -> None:
+    """A sha256 fingerprint, samples the cache can tell apart, and the same data from a second load."""
+    from graftzoo.data import load_data
+
     fingerprint = data.fingerprint()
     if not re.fullmatch(r"[0-9a-f]{64}", fingerprint):
         raise fail(what, f"fingerprint() is {fingerprint!r}, not a sha256 hex digest")
@@ -202,13 +229,8 @@ def check_dataset_format(
         raise fail(what, "samples' repr() is abbreviated ('...'), so the feature cache cannot tell them apart",
                    "set LabelledData.fingerprint_parts (e.g. file hash and index per sample)")
     try:
-        again = load_data(location, modality=mod, format=None if named else name, **dict(options or {}))
+        again = load_data(location, modality=mod, format=fmt, **dict(options or {}))
     except GraftError as exc:
         raise fail(what, f"load_data() cannot load it: {exc}") from None
     if again.fingerprint() != fingerprint or len(again) != len(data):
         raise fail(what, "two loads of the same data differ (fingerprint or length)", "loading must be deterministic")
-    if backbone is not None:
-        from graftzoo.testing._backbone import check_features
-
-        check_features(backbone, data.samples[: min(len(data), 4)])
-    return data

@@ -61,12 +61,23 @@ def _yaml_list(items: Sequence[str]) -> str:
     return "".join(f"\n- {json.dumps(i)}" for i in items)
 
 
+def pipeline_tag(info: dict[str, Any]) -> str:
+    """The Hugging Face ``pipeline_tag`` of a run: its task, or its modality's classification task."""
+    if info["task"] == "token-classification":
+        return "token-classification"
+    return {"vision": "image-classification", "text": "text-classification",
+            "audio": "audio-classification"}.get(info["entry"]["modality"], "other")
+
+
 def write_card(out: Path, info: dict[str, Any]) -> None:
     """README.md in the Hugging Face model-card format (YAML metadata, then prose and tables)."""
+    lines = [*_card_metadata(out, info), "", *_card_body(out, info)]
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _card_metadata(out: Path, info: dict[str, Any]) -> list[str]:
     entry, config, final = info["entry"], info["config"], info.get("final") or {}
-    task = "token-classification" if info["task"] == "token-classification" else {
-        "vision": "image-classification", "text": "text-classification", "audio": "audio-classification"
-    }.get(entry["modality"], "other")
+    task = pipeline_tag(info)
     meta = [
         "---",
         "library_name: graftzoo",
@@ -92,6 +103,11 @@ def write_card(out: Path, info: dict[str, Any]) -> None:
             f"      value: {final['macro_f1']:.4f}",
         ]
     meta.append("---")
+    return meta
+
+
+def _card_body(out: Path, info: dict[str, Any]) -> list[str]:
+    entry, config, final = info["entry"], info["config"], info.get("final") or {}
     lines = [
         f"# {out.name}",
         "",
@@ -125,7 +141,7 @@ def write_card(out: Path, info: dict[str, Any]) -> None:
                      f"{row.get('val_loss', float('nan')):.4f} | {row.get('val_accuracy', float('nan')):.4f} |")
     lines += ["", "## Use", "", "```", f"graft predict {out} INPUT...", f"graft evaluate {out} DATA", "```",
               "", f"Labels: {', '.join(info['labels'])}", ""]
-    (out / "README.md").write_text("\n".join([*meta, "", *lines]), encoding="utf-8")
+    return lines
 
 
 def compare_baseline(out: Path, info: dict[str, Any], base: dict[str, Any],

@@ -102,7 +102,7 @@ def build_backbone(entry: ModelEntry, pretrained: bool = True, options: Mapping[
     except GraftError:
         raise
     except Exception as exc:  # third-party adapter code: one named line, not a traceback
-        raise PluginError(f"{where} cannot build {entry.id}: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{where} cannot build {entry.id}: {_reason(exc)}") from exc
     if not isinstance(backbone, Backbone):
         raise PluginError(f"{where} returned {type(backbone).__name__}, not a graftzoo Backbone")
     if not isinstance(backbone.feature_dim, int) or backbone.feature_dim <= 0:
@@ -124,7 +124,7 @@ def build_head(head: str | Registration, feature_dim: int, num_outputs: int, **o
     except GraftError:
         raise
     except Exception as exc:  # third-party head code
-        raise PluginError(f"{where} raised on construction: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{where} raised on construction: {_reason(exc)}") from exc
     if not isinstance(module, nn.Module):
         raise PluginError(f"{where} returned {type(module).__name__}, not a torch nn.Module")
     return module
@@ -141,11 +141,11 @@ def make_policy(policy: str | Registration, config: TrainConfig) -> FreezePolicy
         raise
     except Exception as exc:  # third-party policy code
         raise PluginError(f"freeze policy {reg.name!r} of plugin {reg.plugin!r} raised on construction: "
-                          f"{type(exc).__name__}: {exc}") from exc
+                          f"{_reason(exc)}") from exc
     return made
 
 
-def build_model(entry: ModelEntry, config: TrainConfig, num_classes: int, task: str, pretrained: bool,
+def build_model(entry: ModelEntry, config: TrainConfig, num_classes: int, task: str, pretrained: bool, *,
                 extra_options: dict[str, Any] | None = None, parts: Parts | None = None) -> GraftModel:
     """Backbone (through its plugin) + head, as configured; no policy applied yet."""
     parts = parts if parts is not None else lookup_parts(config, entry, task)
@@ -178,10 +178,10 @@ def probe_features(model: GraftModel, samples: Sequence[Any], entry: ModelEntry,
     except Exception as exc:  # the adapter's code on the user's options
         if options.get("image_size") is not None:
             raise OptionError(f"{entry.id} cannot take --image-size {options['image_size']} (its input size is "
-                              f"fixed{_fixed_size(entry)}): {type(exc).__name__}: {exc}; leave --image-size out"
+                              f"fixed{_fixed_size(entry)}): {_reason(exc)}; leave --image-size out"
                               ) from exc
         raise PluginError(f"backbone adapter {entry.backbone!r} ({type(backbone).__name__}) failed on a batch of "
-                          f"{len(samples)} samples of {entry.id}: {type(exc).__name__}: {exc}") from exc
+                          f"{len(samples)} samples of {entry.id}: {_reason(exc)}") from exc
     finally:
         model.train(was)
     return feats
@@ -207,7 +207,7 @@ def _check_head(model: GraftModel, feats: torch.Tensor, num_classes: int) -> Non
             logits = model.head(feats)
     except Exception as exc:  # a plugin's head
         raise PluginError(f"head {type(model.head).__name__} fails on features of shape {tuple(feats.shape)}: "
-                          f"{type(exc).__name__}: {exc}") from exc
+                          f"{_reason(exc)}") from exc
     if not isinstance(logits, torch.Tensor) or logits.shape[-1] != num_classes:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise PluginError(f"head {type(model.head).__name__} returns {got} for {num_classes} classes; its last "
@@ -233,3 +233,9 @@ def weights_identity(entry: ModelEntry, pretrained: bool) -> str | None:
         return None
     return json.dumps({"id": entry.id, "source": entry.source, "sha256": entry.sha256,
                        "files": dict(sorted(entry.files.items()))}, sort_keys=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: first line`` of an exception from plugin code: one line for the user, the cause stays chained."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")

@@ -32,7 +32,7 @@ from graftzoo.train import loaders, optim
 from graftzoo.train.build import build_model, check_contract, check_features, make_policy, weights_identity
 from graftzoo.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from graftzoo.train.config import TrainConfig
-from graftzoo.train.features import extract_features
+from graftzoo.train.features import extract_features, feature_cache_path
 from graftzoo.train.inference import evaluate_samples
 from graftzoo.train.plan import RunPlan, plan_run
 from graftzoo.train.run import INFO, RUN_FORMAT, WEIGHTS, copy_extra_files, read_info, run_info, save_weights
@@ -203,18 +203,23 @@ class Trainer:
     def prepare_features(self) -> None:
         """Cached backbone features for a frozen backbone (the head trains on them), else raw-sample batches.
 
-        Either way the contract is checked first: features of the declared
-        width through the head (``graftzoo.train.build.check_contract``).
+        Either way the plugin contract is checked first, on two samples: features
+        of the declared width through the head (``train.build.check_contract``);
+        features already in the cache were made by the same adapter and options.
         """
         plan, config, split = self.plan, self.config, self.plan.split
         self.cached = self.policy.caches_features and plan.task == "classification"
         self.sampler = loaders.EpochShuffle(len(split.train), config.seed)
         train_targets = [plan.targets[i] for i in split.train]
+        probe = [plan.data.samples[i] for i in split.train[:2]]
         if self.cached:
             t_feat = time.perf_counter()
+            key = weights_identity(plan.entry, config.pretrained)
+            if key is None or not feature_cache_path(self.model.backbone, plan.data, key).exists():
+                check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
             feats = extract_features(self.model.backbone, plan.data, batch_size=max(config.batch_size, 64),
-                                     cache_key=weights_identity(plan.entry, config.pretrained),
-                                     device=self.accelerator.device, progress=self.progress and self.main)
+                                     cache_key=key, device=self.accelerator.device,
+                                     progress=self.progress and self.main)
             check_features(self.model, feats[:2], plan.entry, len(plan.classes))
             self.val_feats = feats[split.val]
             self.timing["features_seconds"] = round(time.perf_counter() - t_feat, 4)
@@ -222,7 +227,7 @@ class Trainer:
             self.trainable: torch.nn.Module = self.model.head
         else:
             samples = [plan.data.samples[i] for i in split.train]
-            check_contract(self.model, samples[:2], plan.entry, len(plan.classes), config.adapter_options())
+            check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
             self.loader = loaders.sample_loader(self.model.backbone, samples, train_targets, config.batch_size,
                                                 plan.task, self.sampler)
             self.trainable = self.model

@@ -49,18 +49,24 @@ def test_push_uploads_the_run(hub_env: PushHub, run_dir: Path) -> None:
     assert "Bearer hf_loopback_token" in hub_env.tokens
 
 
-def test_push_twice_and_generated_card(hub_env: PushHub, run_dir: Path) -> None:
-    (run_dir / "README.md").unlink()
+def test_push_twice(hub_env: PushHub, run_dir: Path) -> None:
     for _ in range(2):  # the repo exists the second time: still fine
         result = CliRunner().invoke(cli, ["push", str(run_dir), "me/digits"])
         assert result.exit_code == 0, result.output
     repo = hub_env.repos["me/digits"]
     assert not repo.private and len(repo.commits) == 2
-    card = repo.files["README.md"].decode()
-    assert "library_name: graftzoo" in card and "mobilenetv2_100.tv_in1k" in card and "acc: 0.9" in card
+    assert repo.files["README.md"] == b"# digits\n"
+
+
+def test_push_refuses_a_run_without_its_model_card(hub_env: PushHub, run_dir: Path) -> None:
+    (run_dir / "README.md").unlink()
+    result = CliRunner().invoke(cli, ["push", str(run_dir), "me/digits"])
+    assert result.exit_code == 1 and "not a run directory, README.md missing" in result.output
+    assert hub_env.repos == {}
 
 
 def test_push_refuses_a_folder_that_is_not_a_run(hub_env: PushHub, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["push", str(tmp_path), "me/x"])
-    assert result.exit_code == 1 and "not a run directory, model.safetensors, graft.json missing" in result.output
+    assert result.exit_code == 1
+    assert "not a run directory, model.safetensors, graft.json, README.md missing" in result.output
     assert hub_env.repos == {}

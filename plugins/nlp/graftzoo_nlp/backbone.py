@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import DataError, PluginError
+from graftzoo.errors import DataError, OptionError, PluginError
 from graftzoo.train.backbone import Backbone
 from graftzoo.train.tagging import split_words
 
@@ -69,14 +69,14 @@ class HFEncoder(Backbone):
                  pooling: str = "mean") -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise PluginError(f"hf-encoder: unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
+            raise OptionError(f"hf-encoder: unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
         if pooling == "pooler" and getattr(model, "pooler", None) is None:
-            raise PluginError(f"hf-encoder: {type(model).__name__} has no pooler; use pooling 'mean' or 'cls'")
+            raise OptionError(f"hf-encoder: {type(model).__name__} has no pooler; use pooling 'mean' or 'cls'")
         if pooling != "pooler" and getattr(model, "pooler", None) is not None:
             # An unused pooler would sit in the top group untrained and trip DDP's unused-parameter check.
             model.pooler = None
         if not 1 <= max_length <= 8192:
-            raise PluginError(f"hf-encoder: max_length must be between 1 and 8192, got {max_length}")
+            raise OptionError(f"hf-encoder: max_length must be between 1 and 8192, got {max_length}")
         self.model = model
         self.tokenizer = tokenizer
         self.files_dir = Path(files_dir)

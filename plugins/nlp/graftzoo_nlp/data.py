@@ -83,11 +83,7 @@ def parse_conll(text: str, name: str, skip_bad: bool = False) -> LabelledData:
         columns = line.split()
         if not words:
             start = number
-        problem = None
-        if len(columns) < 2:
-            problem = f"line {number}: {line[:40]!r} has no tag column (expected 'TOKEN ... TAG')"
-        elif not _TAG_RE.match(columns[-1]):
-            problem = f"line {number}: tag {columns[-1][:40]!r} is not O, B-TYPE or I-TYPE"
+        problem = _line_problem(number, line, columns)
         if problem:
             bad.append((number, problem))
             sentence_bad.append(problem)
@@ -97,14 +93,7 @@ def parse_conll(text: str, name: str, skip_bad: bool = False) -> LabelledData:
         words.append(columns[0])
         labels.append(columns[-1])
     close()
-    if bad and not skip_bad:
-        shown = "; ".join(p for _, p in bad[:_MAX_REPORTED])
-        more = f" (and {len(bad) - _MAX_REPORTED} more)" if len(bad) > _MAX_REPORTED else ""
-        raise DataError(f"{name}: {len(bad)} malformed line(s): {shown}{more}; fix them or pass --skip-bad "
-                        "to drop their sentences")
-    if not sentences:
-        raise DataError(f"{name}: no sentences found (expected one 'TOKEN TAG' per line, blank lines between "
-                        "sentences)")
+    _check_parsed(name, bad, sentences, skip_bad)
     return LabelledData(
         samples=sentences,
         labels=tags,
@@ -113,6 +102,25 @@ def parse_conll(text: str, name: str, skip_bad: bool = False) -> LabelledData:
         task="token-classification",
         meta={"skipped": skipped, "first_lines": first_lines},
     )
+
+
+def _line_problem(number: int, line: str, columns: list[str]) -> str | None:
+    if len(columns) < 2:
+        return f"line {number}: {line[:40]!r} has no tag column (expected 'TOKEN ... TAG')"
+    if not _TAG_RE.match(columns[-1]):
+        return f"line {number}: tag {columns[-1][:40]!r} is not O, B-TYPE or I-TYPE"
+    return None
+
+
+def _check_parsed(name: str, bad: list[tuple[int, str]], sentences: list[list[str]], skip_bad: bool) -> None:
+    if bad and not skip_bad:
+        shown = "; ".join(p for _, p in bad[:_MAX_REPORTED])
+        more = f" (and {len(bad) - _MAX_REPORTED} more)" if len(bad) > _MAX_REPORTED else ""
+        raise DataError(f"{name}: {len(bad)} malformed line(s): {shown}{more}; fix them or pass --skip-bad "
+                        "to drop their sentences")
+    if not sentences:
+        raise DataError(f"{name}: no sentences found (expected one 'TOKEN TAG' per line, blank lines between "
+                        "sentences)")
 
 
 def load_conll(location: str, skip_bad: bool = False, **_: Any) -> LabelledData:

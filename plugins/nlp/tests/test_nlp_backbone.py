@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from graftzoo.errors import DataError, PluginError
+from graftzoo.errors import DataError, OptionError, PluginError
 from graftzoo.train.backbone import Backbone
 from graftzoo_nlp.backbone import HFEncoder, create
 
@@ -39,7 +39,7 @@ def test_pooler_group_exists_only_when_pooler_pooling_is_used(tiny_dir: Path, ma
     assert [n for n, _ in backbone.groups()][-1] == "pooler"
     feats = backbone(backbone.collate(["a good film"], False))
     assert feats.shape == (1, 32) and bool((feats.abs() <= 1).all())  # tanh output
-    with pytest.raises(PluginError, match="unknown pooling 'max'"):
+    with pytest.raises(OptionError, match="unknown pooling 'max'"):
         create(make_entry(tiny_dir), None, {"pooling": "max"})
 
 

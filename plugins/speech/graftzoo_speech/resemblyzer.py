@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graftzoo.errors import SourceError, TrainingError
+from graftzoo.errors import OptionError, SourceError
 from graftzoo.train.backbone import Backbone
 from graftzoo_speech.audio import as_waveform
 from graftzoo_speech.features import MelSettings, partial_mels, preprocess_wave
@@ -176,17 +176,17 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
     given = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(given) - settings_fields - {"kind", "extra_files", "embedding_scale"})
     if unknown:
-        raise TrainingError(f"{entry.id}: the resemblyzer adapter has no option {unknown[0]!r}; valid: "
+        raise OptionError(f"{entry.id}: the resemblyzer adapter has no option {unknown[0]!r}; valid: "
                             + ", ".join(sorted(settings_fields)))
     base = {k: v for k, v in dict(entry.input).items() if k in settings_fields}
     try:
         settings = MelSettings.from_options({**base, **given})
     except ValueError as exc:
-        raise TrainingError(f"{entry.id}: {exc}") from None
+        raise OptionError(f"{entry.id}: {exc}") from None
     try:
         scale = float(given["embedding_scale"]) if "embedding_scale" in given else None
     except ValueError:
-        raise TrainingError(f"{entry.id}: option embedding_scale={given['embedding_scale']!r} "
+        raise OptionError(f"{entry.id}: option embedding_scale={given['embedding_scale']!r} "
                             "is not a number") from None
     model = SpeakerEncoder(settings, scale=scale)
     if weights is not None:

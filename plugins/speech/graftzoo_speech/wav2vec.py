@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import SourceError, TrainingError
+from graftzoo.errors import OptionError, SourceError
 from graftzoo.train.backbone import Backbone
 from graftzoo_speech.audio import as_waveform
 
@@ -62,7 +62,7 @@ class AudioEncoder(Backbone):
         self.feature_dim = int(model.config.hidden_size)
         n_layers = int(model.config.num_hidden_layers)
         if not -n_layers - 1 <= layer <= n_layers:
-            raise TrainingError(f"layer {layer} is out of range: the encoder has hidden states 0..{n_layers}")
+            raise OptionError(f"layer {layer} is out of range: the encoder has hidden states 0..{n_layers}")
 
     @property
     def sample_rate(self) -> int:
@@ -173,7 +173,7 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
     given = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(given) - set(_OPTIONS))
     if unknown:
-        raise TrainingError(f"{entry.id}: the hf-audio adapter has no option {unknown[0]!r}; valid: "
+        raise OptionError(f"{entry.id}: the hf-audio adapter has no option {unknown[0]!r}; valid: "
                             + ", ".join(o for o in _OPTIONS if o != "extra_files"))
     extra: Mapping[str, str] = given.get("extra_files", {})
     folder = _config_dir(entry, weights, extra)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from graftzoo.errors import SourceError, TrainingError
+from graftzoo.errors import OptionError, SourceError
 from graftzoo.registry import ModelEntry
 from graftzoo_speech.features import MelSettings, normalize_volume, partial_slices, trim_long_silences
 from graftzoo_speech.resemblyzer import SpeakerEncoder, convert_state_dict, create, load_state_dict
@@ -144,7 +144,7 @@ def test_options_override_the_pipeline(ge2e_entry: ModelEntry) -> None:
     assert model.preprocessing()["max_seconds"] == 2.0
     batch = model.collate([np.random.default_rng(0).standard_normal(16000 * 6).astype(np.float32) * 0.1], False)
     assert batch["mask"].sum() == len(partial_slices(32000, MelSettings()))
-    with pytest.raises(TrainingError, match="image_size"):
+    with pytest.raises(OptionError, match="image_size"):
         create(ge2e_entry, None, {"image_size": 64})
 
 

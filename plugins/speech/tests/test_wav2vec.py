@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from graftzoo.errors import SourceError, TrainingError
+from graftzoo.errors import OptionError, SourceError
 from graftzoo.registry import ModelEntry
 from graftzoo_speech.wav2vec import AudioEncoder, create
 
@@ -77,9 +77,9 @@ def test_weights_are_loaded_and_a_run_can_rebuild_offline(save_tiny_encoder: Cal
 
 def test_refuses_what_it_cannot_build(save_tiny_encoder: Callable[[Path, str], Path], tmp_path: Path) -> None:
     folder = save_tiny_encoder(tmp_path / "w", "wav2vec2")
-    with pytest.raises(TrainingError, match="image_size"):
+    with pytest.raises(OptionError, match="image_size"):
         create(_entry(folder), folder, {"image_size": 64})
-    with pytest.raises(TrainingError, match="out of range"):
+    with pytest.raises(OptionError, match="out of range"):
         create(_entry(folder), folder, {"layer": 9})
     bert = tmp_path / "bert"
     bert.mkdir()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import SourceError, TrainingError
+from graftzoo.errors import OptionError, PluginError, RegistryError
 from graftzoo.train.backbone import Backbone
 from graftzoo_vision import images
 from graftzoo_vision.weights import load_pretrained
@@ -130,7 +130,7 @@ class TimmBackbone(Backbone):
         arch = entry.arch_name
         unknown = sorted(k for k, v in options.items() if k not in OPTIONS and v is not None)
         if unknown:
-            raise TrainingError(f"model {entry.id!r}: the timm adapter has no option {unknown[0]!r}; "
+            raise OptionError(f"model {entry.id!r}: the timm adapter has no option {unknown[0]!r}; "
                                 f"valid: {', '.join(OPTIONS)}")
         self.entry_id = entry.id
         self.keep_classifier = str(options.get("keep_classifier", False)).lower() in ("true", "1", "yes")
@@ -143,14 +143,14 @@ class TimmBackbone(Backbone):
             model: Any = timm.create_model(arch, pretrained=False, num_classes=num_classes or 0,
                                       **dict(entry.config.get("timm_kwargs", {})))
         except RuntimeError as exc:  # timm: "Unknown model (...)"
-            raise SourceError(f"model {entry.id!r}: timm cannot build architecture {arch!r}: {exc}") from None
+            raise PluginError(f"model {entry.id!r}: timm cannot build architecture {arch!r}: {exc}") from None
         classifier = str(model.pretrained_cfg.get("classifier") or "")
         self.classifier_name = classifier if self.keep_classifier else ""
         if self.keep_classifier and not num_classes:
-            raise SourceError(f"model {entry.id!r}: keep_classifier needs 'num_classes' in its registry entry")
+            raise RegistryError(f"model {entry.id!r}: keep_classifier needs 'num_classes' in its registry entry")
         if weights is not None:
             if not num_classes and layout != "timm":
-                raise SourceError(f"model {entry.id!r}: a {layout!r} weights layout needs 'num_classes' in the entry")
+                raise RegistryError(f"model {entry.id!r}: a {layout!r} weights layout needs 'num_classes' in the entry")
             prefixes = (classifier + ".",) if classifier and not num_classes else ()
             load_pretrained(model, Path(weights), layout, where, classifier_prefixes=prefixes, config=entry.config)
         if num_classes and not self.keep_classifier:
@@ -181,7 +181,7 @@ class TimmBackbone(Backbone):
     def logits(self, batch: Any) -> torch.Tensor:
         """Scores of the original pretrained classifier (only with ``keep_classifier=True``)."""
         if not self.keep_classifier:
-            raise SourceError(f"model {self.entry_id!r} was built without its classifier; "
+            raise OptionError(f"model {self.entry_id!r} was built without its classifier; "
                               "pass keep_classifier=True")
         logits: torch.Tensor = self.model(self._pixels(batch))
         return logits

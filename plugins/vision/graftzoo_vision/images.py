@@ -121,15 +121,6 @@ def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
                         "or pass --skip-bad to leave unreadable images out") from None
 
 
-def check_image(path: str | Path) -> str | None:
-    """None when the file decodes as an image, else the reason (used by loaders for skip_bad)."""
-    try:
-        open_image(path)
-    except DataError as exc:
-        return str(exc)
-    return None
-
-
 def to_pil(sample: Any) -> Image.Image:
     """A sample as an RGB PIL image: a file path, a PIL image, or an HxW / HxWxC array."""
     if isinstance(sample, Image.Image):

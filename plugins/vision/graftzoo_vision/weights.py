@@ -91,7 +91,7 @@ _LITE_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head"
 _BLOCK_RE = re.compile(r"^_blocks\.(\d+)\.([^.]+)\.(.+)$")
 
 
-def from_lukemelas(state: Mapping[str, torch.Tensor], model: nn.Module | None, where: str,
+def from_lukemelas(state: Mapping[str, torch.Tensor], where: str,
                    depths: tuple[int, ...] = LITE0_STAGE_DEPTHS) -> StateDict:
     """Rename lukemelas EfficientNet(-Lite) keys to timm's ``efficientnet_lite*`` names."""
     starts = [sum(depths[:i]) for i in range(len(depths))]
@@ -127,7 +127,7 @@ def convert(layout: str, state: Mapping[str, torch.Tensor], model: nn.Module, wh
         return from_torchvision(state, model, where, str(config.get("torchvision_arch", "mobilenet_v2")))
     if layout == "lukemelas":
         depths = tuple(int(d) for d in config.get("stage_depths", LITE0_STAGE_DEPTHS))  # type: ignore[attr-defined]
-        return from_lukemelas(state, model, where, depths)
+        return from_lukemelas(state, where, depths)
     raise SourceError(f"{where}: config.weights_layout {layout!r} is unknown; one of {', '.join(LAYOUTS)}")
 
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from graftzoo.errors import DataError, SourceError
+from graftzoo.errors import DataError, OptionError, SourceError
 from graftzoo_vision.backbone import create
 
 
@@ -121,7 +121,7 @@ def test_timm_layout_loads_strictly_and_keeps_classifier_on_request(tmp_path: Pa
     backbone = create(entry, path, {})
     assert torch.equal(backbone.model.conv_stem.weight, reference.conv_stem.weight)
     assert torch.equal(backbone.model.bn2.running_var, reference.bn2.running_var)
-    with pytest.raises(SourceError, match="keep_classifier"):
+    with pytest.raises(OptionError, match="keep_classifier"):
         backbone.logits(torch.zeros(1, 3, 32, 32))
     kept = create(entry, path, {"keep_classifier": True}).eval()
     assert [n for n, _ in kept.groups()][-1] == "classifier"
@@ -176,9 +176,8 @@ def test_bad_image_size_is_reported(make_entry: Any) -> None:
 
 
 def test_unknown_adapter_option_is_refused_with_the_valid_ones(make_entry: Any) -> None:
-    from graftzoo.errors import TrainingError
 
-    with pytest.raises(TrainingError, match=r"no option 'hfip'.*hflip"):
+    with pytest.raises(OptionError, match=r"no option 'hfip'.*hflip"):
         create(make_entry("mobilenetv2_100"), None, {"hfip": 0})
 
 
@@ -187,10 +186,10 @@ def test_lukemelas_renaming_maps_blocks_by_stage_and_names_foreign_keys() -> Non
 
     t = torch.zeros(1)
     renamed = from_lukemelas({"_blocks.0._depthwise_conv.weight": t, "_blocks.3._expand_conv.weight": t,
-                              "_blocks.15._bn2.bias": t, "_conv_head.weight": t, "_fc.bias": t}, None, "w")
+                              "_blocks.15._bn2.bias": t, "_conv_head.weight": t, "_fc.bias": t}, "w")
     assert sorted(renamed) == ["blocks.0.0.conv_dw.weight", "blocks.2.0.conv_pw.weight",
                                "blocks.6.0.bn3.bias", "classifier.bias", "conv_head.weight"]
     with pytest.raises(SourceError, match=r"unexpected key '_blocks\.2\._se_reduce\.weight'"):
-        from_lukemelas({"_blocks.2._se_reduce.weight": t}, None, "w")
+        from_lukemelas({"_blocks.2._se_reduce.weight": t}, "w")
     with pytest.raises(SourceError, match=r"unexpected key '_blocks\.16\._bn0\.weight'"):
-        from_lukemelas({"_blocks.16._bn0.weight": t}, None, "w")
+        from_lukemelas({"_blocks.16._bn0.weight": t}, "w")

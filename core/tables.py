@@ -1,0 +1,29 @@
+"""Plain aligned text tables for the console (``graft list``, ``graft plugins``, the evaluation report).
+
+Tables are formatted here rather than with rich so that the listing commands
+stay within a few milliseconds of ``import click`` (see bench/startup.py);
+rich is used for progress bars, where its cost is noise. Not part of the CLI
+package, so library code (``graftzoo.diagnostics``) can use it without
+reaching into the CLI's private helpers.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int | None = None) -> str:
+    """Left-aligned columns; the last column is cut to fit the terminal."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    total = max_width or shutil.get_terminal_size((160, 24)).columns
+    fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    widths[-1] = max(len(headers[-1]), min(widths[-1], total - fixed))
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for cell, w in zip(cells, widths, strict=True):
+            out.append(cell if len(cell) <= w else cell[: max(w - 1, 0)] + "…")
+        return "  ".join(c.ljust(w) for c, w in zip(out, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
