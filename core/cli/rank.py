@@ -52,8 +52,9 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
     from graftzoo.errors import DataError
     from graftzoo.registry import load_registry
 
+    registry = load_registry()
     if modality is None and model_ids:
-        modality = load_registry().get(model_ids[0].partition(":")[0]).modality
+        modality = registry.get(model_ids[0].partition(":")[0]).modality
     dataset = load_data(data, modality=modality, format=data_format)
     modality = modality or dataset.modality
     if modality is None:
@@ -64,7 +65,7 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
 
         dataset = dataset.subset(per_class(range(total), dataset.labels, limit_per_class, seed))
     dataset = stratified_limit(dataset, limit, seed)
-    candidates = candidates_for(modality, model_ids, include_scratch)
+    candidates = candidates_for(modality, model_ids, include_scratch, registry)
     options = {"image_size": image_size} if image_size is not None else {}
     start = time.perf_counter()
     results = rank_models(dataset, candidates, options=options, by=by, batch_size=batch_size, folds=folds,

@@ -19,7 +19,7 @@ from graftzoo.errors import DataError, GraftError
 
 if TYPE_CHECKING:
     from graftzoo.data import LabelledData
-    from graftzoo.registry import ModelEntry
+    from graftzoo.registry import ModelEntry, Registry
 
 #: Scores ``graft rank --by`` can sort on; LogME is the default because it is
 #: the one with a probabilistic justification and no hyper-parameters.
@@ -57,7 +57,8 @@ class RankResult:
         return asdict(self)
 
 
-def candidates_for(modality: str, model_ids: Sequence[str] = (), include_scratch: bool = False) -> list[Candidate]:
+def candidates_for(modality: str, model_ids: Sequence[str] = (), include_scratch: bool = False,
+                   registry: Registry | None = None) -> list[Candidate]:
     """The models to rank: ``model_ids`` or every registry entry of ``modality``; random-init twins if asked.
 
     A model id may end in ``:scratch`` to name its random-init version alone.
@@ -65,7 +66,7 @@ def candidates_for(modality: str, model_ids: Sequence[str] = (), include_scratch
     from graftzoo.errors import RegistryError
     from graftzoo.registry import load_registry
 
-    registry = load_registry()
+    registry = load_registry() if registry is None else registry
     out: list[Candidate] = []
     if model_ids:
         for spec in model_ids:

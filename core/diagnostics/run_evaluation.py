@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from graftzoo.data import LabelledData
-from graftzoo.errors import GraftError, TrainingError
+from graftzoo.errors import GraftError
 from graftzoo.metrics import classification_metrics
 from graftzoo.train.features import extract_features
 
@@ -43,12 +43,7 @@ def evaluate_with_report(run: Run, data: LabelledData, batch_size: int = 64, shi
     """Metrics plus per-class metrics, calibration and (with ``shift``) a domain-shift score."""
     from graftzoo.diagnostics.evaluation_report import evaluation_report
 
-    index = {c: i for i, c in enumerate(run.classes)}
-    unseen = sorted({str(label) for label in data.labels if str(label) not in index})
-    if unseen:
-        raise TrainingError(f"labels never seen in training: {', '.join(unseen[:10])}"
-                            f"{' ...' if len(unseen) > 10 else ''}; the run knows {', '.join(run.classes)}")
-    targets = torch.tensor([index[str(label)] for label in data.labels], dtype=torch.long)
+    targets = torch.tensor(run.targets(data.labels), dtype=torch.long)
     backbone = run.model.backbone
     feats = extract_features(backbone, data, batch_size=batch_size, progress=progress)
     with torch.no_grad():

@@ -2,59 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from graftzoo.errors import SourceError
 from graftzoo.registry import ModelEntry, Source
 from graftzoo.sources import _cache
+from graftzoo.sources._records import Fetched, FileRecord, Resolver, pinned_files
 
-
-@dataclass(frozen=True)
-class FileRecord:
-    """One verified file of a pull."""
-
-    name: str  # path relative to the pulled directory (or the file name for a single file)
-    path: Path
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """What a pull produced: the path handed to adapters and the exact files behind it."""
-
-    model_id: str
-    source: str
-    path: Path
-    revision: str | None  # hf: commit hash; pkg: version; file: None
-    files: tuple[FileRecord, ...]
-    owned: tuple[Path, ...] = field(default=())  # files stored by Graftzoo (removable by 'cache rm')
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form stored in ``models/ID.json``."""
-        return {
-            "id": self.model_id,
-            "source": self.source,
-            "path": str(self.path),
-            "revision": self.revision,
-            "files": {f.name: {"sha256": f.sha256, "size": f.size, "path": str(f.path)} for f in self.files},
-            "owned": [str(p) for p in self.owned],
-            "pulled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-
-
-Resolver = Callable[[ModelEntry, Source, str | None, bool], Fetched]
-
-
-def pinned_files(entry: ModelEntry, src: Source) -> dict[str, str | None]:
-    """Relative file name -> pinned sha256 (None: verify against the hub's own hash)."""
-    if src.is_directory:
-        return dict(entry.files)
-    return {src.path.rsplit("/", 1)[-1]: entry.sha256}
+__all__ = ["RESOLVERS", "Fetched", "FileRecord", "Resolver", "fetch", "fetch_file_source", "pinned_files", "pull"]
 
 
 def fetch_file_source(entry: ModelEntry, src: Source, revision: str | None, force: bool) -> Fetched:

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 from graftzoo.errors import ChecksumError, SourceError
 from graftzoo.registry import ModelEntry, Source
 from graftzoo.sources import _cache
-from graftzoo.sources._fetch import Fetched, FileRecord, pinned_files
 from graftzoo.sources._progress import Advance, transfers
+from graftzoo.sources._records import Fetched, FileRecord, pinned_files
 
 ATTEMPTS = 4  # per request; each retry waits BACKOFF_S * 2**n
 WORKERS = 8  # files of one snapshot downloaded in parallel, as snapshot_download does

@@ -24,8 +24,8 @@ from graftzoo.errors import SourceError
 from graftzoo.home import graftzoo_home
 from graftzoo.registry import ModelEntry, Source
 from graftzoo.sources import _cache
-from graftzoo.sources._fetch import Fetched, FileRecord, pinned_files
 from graftzoo.sources._progress import status
+from graftzoo.sources._records import Fetched, FileRecord, pinned_files
 
 PIP_TIMEOUT_S = float(os.environ.get("GRAFTZOO_PIP_TIMEOUT", "900"))
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from graftzoo.errors import TrainingError
+from graftzoo.errors import DataError, TrainingError
 from graftzoo.registry import ModelEntry, entry_from_dict
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.inference import classify, evaluate_samples, tag
@@ -187,17 +187,20 @@ class Run:
 
         Labels the run never saw are a ``TrainingError`` naming them.
         """
+        return evaluate_samples(self.model, samples, self.targets(labels), self.classes, batch_size,
+                                progress=progress)
+
+    def targets(self, labels: Sequence[Any]) -> list[Any]:
+        """Class ids of ``labels`` (per-word id lists for token tasks); unseen labels are a ``DataError``."""
         index = {c: i for i, c in enumerate(self.classes)}
         flat = [t for seq in labels for t in seq] if self.task == "token-classification" else list(labels)
         unseen = sorted({str(label) for label in flat if str(label) not in index})
         if unseen:
-            raise TrainingError(f"labels never seen in training: {', '.join(unseen[:10])}"
-                                f"{' ...' if len(unseen) > 10 else ''}; the run knows {', '.join(self.classes)}")
+            raise DataError(f"labels never seen in training: {', '.join(unseen[:10])}"
+                            f"{' ...' if len(unseen) > 10 else ''}; the run knows {', '.join(self.classes)}")
         if self.task == "token-classification":
-            targets: list[Any] = [[index[str(t)] for t in seq] for seq in labels]
-        else:
-            targets = [index[str(label)] for label in labels]
-        return evaluate_samples(self.model, samples, targets, self.classes, batch_size, progress=progress)
+            return [[index[str(t)] for t in seq] for seq in labels]
+        return [index[str(label)] for label in labels]
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:

@@ -95,7 +95,7 @@ def test_evaluate_rejects_labels_unseen_in_training(config: Any, tmp_path: Path)
     train(config(epochs=1, policy="frozen"), tmp_path / "run", progress=False)
     run = load_run(tmp_path / "run")
     seven = tiny.digits([7], per_class=3)
-    with pytest.raises(TrainingError, match="labels never seen in training: 7"):
+    with pytest.raises(DataError, match="labels never seen in training: 7"):
         run.evaluate(seven.samples, seven.labels)
     probs = run.predict(seven.samples)
     assert probs.shape == (3, 5) and torch.allclose(probs.sum(1), torch.ones(3))
