@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from graftzoo.cli._output import echo_json, format_table
+
+if TYPE_CHECKING:
+    from graftzoo.data import LabelledData
+    from graftzoo.diagnostics.rank import RankResult
 
 
 @click.command("rank")
@@ -76,6 +82,10 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
                    "classes": len(dataset.classes), "by": by, "seconds": elapsed,
                    "results": [r.to_dict() for r in results]})
         return
+    _print_results(dataset, total, results, by, elapsed)
+
+
+def _print_results(dataset: LabelledData, total: int, results: list[RankResult], by: str, elapsed: float) -> None:
     rows = []
     for i, r in enumerate(results, 1):
         name = r.model if r.pretrained else f"{r.model} (random init)"
