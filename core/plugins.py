@@ -104,7 +104,9 @@ class Plugins:
     def __init__(self, entry_points: bool | None = None) -> None:
         self.pm = pluggy.PluginManager("graftzoo")
         self.pm.add_hookspecs(hookspecs)
-        self._use_entry_points = _entry_points_enabled() if entry_points is None else entry_points
+        # None: GRAFTZOO_NO_PLUGINS decides when plugins are first loaded, not when the manager is made,
+        # so a manager reset while the variable is set does not stay plugin-less after it is unset.
+        self._use_entry_points = entry_points
         self._loaded = False
         self._lock = threading.RLock()
         self._infos: dict[str, PluginInfo] = {}
@@ -121,7 +123,8 @@ class Plugins:
             self._loaded = True
             for module_name in BUILTIN_PLUGINS:
                 self.add(importlib.import_module(module_name), module_name, builtin=True)
-            if self._use_entry_points:
+            use = _entry_points_enabled() if self._use_entry_points is None else self._use_entry_points
+            if use:
                 self._load_entry_points()
 
     def _load_entry_points(self) -> None:

@@ -213,3 +213,21 @@ def test_unresolvable_target_names_the_plugin() -> None:
     plugins.add(Bad(), "ghostly")
     with pytest.raises(PluginError, match="head 'ghost' of plugin 'ghostly': cannot import 'no_such_module_xyz:ghost'"):
         plugins.get("heads", "ghost").resolve()
+
+
+def test_a_manager_reset_under_no_plugins_loads_entry_points_once_the_variable_is_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """GRAFTZOO_NO_PLUGINS is read at first load: a reset made while it was set must not stay plugin-less."""
+    from graftzoo import plugins as plugins_mod
+
+    monkeypatch.setenv("GRAFTZOO_NO_PLUGINS", "1")
+    manager = plugins_mod.Plugins()
+    monkeypatch.delenv("GRAFTZOO_NO_PLUGINS")
+    seen: list[bool] = []
+    monkeypatch.setattr(plugins_mod.Plugins, "_load_entry_points", lambda self: seen.append(True))
+    manager.load()
+    assert seen == [True]
+    monkeypatch.setenv("GRAFTZOO_NO_PLUGINS", "1")
+    off = plugins_mod.Plugins()
+    off.load()
+    assert seen == [True]
