@@ -7,18 +7,35 @@ heavy is imported until a command uses them.
 
 from __future__ import annotations
 
-from graftzoo.hookspecs import Register, hookimpl
+from graftzoo.hookspecs import (
+    RegisterDataFormat,
+    RegisterFreezePolicy,
+    RegisterHead,
+    RegisterModality,
+    hookimpl,
+)
 
 
 @hookimpl
-def register_heads(register: Register) -> None:
+def register_modalities(register: RegisterModality) -> None:
+    # The three modalities the first landing knew; a plugin registers any other (e.g. 1-D signals).
+    register("vision", task="image-classification", pipeline_tag="image-classification", inputs="files",
+             description="images")
+    register("text", task="text-classification", pipeline_tag="text-classification", inputs="text",
+             description="texts (and word sequences for token classification)")
+    register("audio", task="audio-classification", pipeline_tag="audio-classification", inputs="files",
+             description="audio recordings")
+
+
+@hookimpl
+def register_heads(register: RegisterHead) -> None:
     register("linear", "graftzoo.train.heads:linear_head", description="one linear layer (a probe)")
     register("mlp", "graftzoo.train.heads:mlp_head", description="hidden layer with dropout, then linear")
     register("token", "graftzoo.train.heads:token_head", description="per-token linear classifier (NER)")
 
 
 @hookimpl
-def register_freeze_policies(register: Register) -> None:
+def register_freeze_policies(register: RegisterFreezePolicy) -> None:
     register("frozen", "graftzoo.train.policies:Frozen",
              description="feature extraction: backbone frozen, features cached, head trains")
     register("full", "graftzoo.train.policies:Full", description="everything trains")
@@ -30,7 +47,7 @@ def register_freeze_policies(register: Register) -> None:
 
 
 @hookimpl
-def register_datasets(register: Register) -> None:
+def register_data_formats(register: RegisterDataFormat) -> None:
     register("csv", "graftzoo.data.tabular:load_csv", modality=None,
              detect="graftzoo.data.tabular:detect_csv",
              description="CSV with a label column and a text or path column")

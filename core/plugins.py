@@ -12,6 +12,7 @@ imported only when used (``resolve``), which keeps listing free of torch.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import os
@@ -29,13 +30,50 @@ from graftzoo.errors import GraftError, PluginError
 ENTRY_POINT_GROUP = "graftzoo"
 ENTRY_POINT_INDEX = "entry-points.json"  # in $GRAFTZOO_HOME; see discover_entry_points
 BUILTIN_PLUGINS = ("graftzoo.builtins",)
-KINDS = ("backbones", "heads", "datasets", "freeze_policies")
+KINDS = ("modalities", "backbones", "heads", "datasets", "freeze_policies")
 _KIND_LABEL = {
+    "modalities": "modality",
     "backbones": "backbone adapter",
     "heads": "head",
     "datasets": "dataset",
     "freeze_policies": "freeze policy",
 }
+_STRINGS = (str,)
+_TARGET = (str, object)  # an object, or "module:attr"
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    """What one registering hook's ``register`` accepts: a target or not, and its keywords with their types."""
+
+    hook: str
+    kind: str
+    label: str
+    target: bool
+    keywords: dict[str, tuple[type, ...]]
+    required: tuple[str, ...] = ()
+    fixed: dict[str, Any] = field(default_factory=dict)  # metadata this hook implies (``named`` of datasets)
+
+
+_OPT_STR = (str, type(None))
+_SEQ = (list, tuple)
+HOOKS = (
+    HookSpec("register_modalities", "modalities", "modality", False,
+             {"task": _STRINGS, "pipeline_tag": _STRINGS, "inputs": _STRINGS, "description": _STRINGS},
+             required=("task",)),
+    HookSpec("register_backbones", "backbones", "backbone adapter", True,
+             {"modality": _STRINGS, "description": _STRINGS, "hub_libraries": _SEQ, "hub_tasks": _SEQ}),
+    HookSpec("register_heads", "heads", "head", True, {"description": _STRINGS}),
+    HookSpec("register_data_formats", "datasets", "data format", True,
+             {"modality": _OPT_STR, "detect": _TARGET, "task": _STRINGS, "description": _STRINGS},
+             fixed={"named": False}),
+    HookSpec("register_named_datasets", "datasets", "named dataset", True,
+             {"modality": _OPT_STR, "task": _STRINGS, "description": _STRINGS}, fixed={"named": True}),
+    HookSpec("register_datasets", "datasets", "dataset", True,
+             {"modality": _OPT_STR, "detect": _TARGET, "named": (bool,), "task": _STRINGS, "description": _STRINGS},
+             ),
+    HookSpec("register_freeze_policies", "freeze_policies", "freeze policy", True, {"description": _STRINGS}),
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +105,47 @@ def resolve(target: Any, what: str) -> Any:
     except AttributeError:
         raise PluginError(f"{what}: {module_name!r} has no attribute {attr!r}") from None
     return obj
+
+
+class _Register:
+    """The ``register`` callable one plugin's hook receives: checks the call, then stages a ``Registration``."""
+
+    def __init__(self, plugin: str, spec: HookSpec, table: dict[str, Registration],
+                 staged: dict[str, Registration]) -> None:
+        self.plugin, self.spec, self.table, self.staged = plugin, spec, table, staged
+
+    def __call__(self, name: str, target: Any = None, **meta: Any) -> None:
+        spec, where = self.spec, f"plugin {self.plugin!r}: {self.spec.hook}()"
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{where} registered a {spec.label} with no name")
+        if spec.target and target is None:
+            raise PluginError(f"{where}: {spec.label} {name!r} has no factory/loader (register(name, target, ...))")
+        if not spec.target and target is not None:
+            raise PluginError(f"{where}: a {spec.label} takes no target; call register({name!r}, "
+                              f"{', '.join(f'{k}=...' for k in spec.required)})")
+        _check_keywords(where, spec, name, meta)
+        owner = self.table.get(name) or self.staged.get(name)
+        if owner is not None:
+            raise PluginError(f"{spec.label} {name!r} is registered by both {owner.plugin!r} and {self.plugin!r}; "
+                              f"the first wins (built-ins, then plugins by entry-point name): uninstall one of "
+                              f"them or rename the {spec.label}")
+        defaults = {"named": False} if spec.kind == "datasets" else {}
+        self.staged[name] = Registration(spec.kind, name, target, self.plugin, {**defaults, **meta, **spec.fixed})
+
+
+def _check_keywords(where: str, spec: HookSpec, name: str, meta: dict[str, Any]) -> None:
+    for key, value in meta.items():
+        if key not in spec.keywords:
+            close = difflib.get_close_matches(key, spec.keywords, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise PluginError(f"{where}: unknown keyword {key!r} for {spec.label} {name!r}; {hint}valid keywords: "
+                              f"{', '.join(spec.keywords) or 'none'}")
+        if not isinstance(value, spec.keywords[key]):
+            raise PluginError(f"{where}: {key}={value!r} for {spec.label} {name!r} is a {type(value).__name__}; "
+                              f"expected {' or '.join(t.__name__ for t in spec.keywords[key])}")
+    missing = [key for key in spec.required if key not in meta]
+    if missing:
+        raise PluginError(f"{where}: {spec.label} {name!r} needs {missing[0]}=...")
 
 
 @dataclass
@@ -128,7 +207,8 @@ class Plugins:
                 self._load_entry_points()
 
     def _load_entry_points(self) -> None:
-        for ep in discover_entry_points():
+        # Sorted, so which plugin wins a name collision never depends on the order of sys.path or the disk.
+        for ep in sorted(discover_entry_points(), key=lambda e: (e.name, e.value)):
             try:
                 module = resolve(ep.value, f"plugin {ep.name!r}")
             except Exception as exc:  # noqa: BLE001 - any failure in third-party code is reported
@@ -182,14 +262,21 @@ class Plugins:
 
     # -- collection --------------------------------------------------------------
     def _impls(self, hook_name: str) -> Iterator[tuple[str, Callable[..., Any]]]:
-        """Hook implementations in plugin registration order (built-ins first)."""
-        by_plugin = {impl.plugin_name: impl.function for impl in getattr(self.pm.hook, hook_name).get_hookimpls()}
+        """Hook implementations in plugin load order (built-ins first, then plugins by entry-point name)."""
         for name in self._order:
-            if name in by_plugin:
-                yield name, by_plugin[name]
+            function = self._impl(name, hook_name)
+            if function is not None:
+                yield name, function
+
+    def _impl(self, plugin_name: str, hook_name: str) -> Callable[..., Any] | None:
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if impl.plugin_name == plugin_name:
+                function: Callable[..., Any] = impl.function
+                return function
+        return None
 
     def collect(self, kind: str) -> dict[str, Registration]:
-        """Everything registered for one kind, by name; collisions recorded, first wins."""
+        """Everything registered for one kind, by name; collisions recorded, first wins (see ``load``)."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
         self.load()
@@ -197,41 +284,41 @@ class Plugins:
             if kind in self._collected:
                 return self._collected[kind]
             table: dict[str, Registration] = {}
-            label = _KIND_LABEL[kind]
-            for plugin_name, function in self._impls(f"register_{kind}"):
-                staged: dict[str, Registration] = {}
-
-                def register(name: str, target: Any, _p: str = plugin_name, _s: dict[str, Registration] = staged,
-                             **meta: Any) -> None:
-                    if not isinstance(name, str) or not name:
-                        raise PluginError(f"plugin {_p!r} registered a {label} with no name")
-                    owner = table.get(name) or _s.get(name)
-                    if owner is not None:
-                        raise PluginError(
-                            f"{label} {name!r} is registered by both {owner.plugin!r} and {_p!r}; "
-                            f"uninstall one of them or rename the {label}"
-                        )
-                    _s[name] = Registration(kind, name, target, _p, meta)
-
-                try:
-                    function(register=register)
-                except Exception as exc:  # noqa: BLE001 - third-party hook code
-                    msg = str(exc) if isinstance(exc, GraftError) else (
-                        f"register_{kind} raised {type(exc).__name__}: {exc}"
-                    )
-                    self._record(plugin_name, None, msg)
-                    continue  # nothing of a failing hook is kept
-                table.update(staged)
+            for plugin_name in self._order:
+                for spec in (s for s in HOOKS if s.kind == kind):
+                    self._run_hook(plugin_name, spec, table)
             self._collected[kind] = table
             return table
 
+    def _run_hook(self, plugin_name: str, spec: HookSpec, table: dict[str, Registration]) -> None:
+        """Call one plugin's implementation of one hook; keep its registrations only if all of them are valid."""
+        function = self._impl(plugin_name, spec.hook)
+        if function is None:
+            return
+        staged: dict[str, Registration] = {}
+        register = _Register(plugin_name, spec, table, staged)
+        try:
+            function(register=register)
+        except Exception as exc:  # noqa: BLE001 - third-party hook code
+            msg = str(exc) if isinstance(exc, GraftError) else f"{spec.hook} raised {type(exc).__name__}: {exc}"
+            self._record(plugin_name, None, msg)
+            return  # nothing of a failing hook is kept
+        table.update(staged)
+
     def get(self, kind: str, name: str) -> Registration:
-        """One registration, or a ``PluginError`` listing the valid names."""
+        """One registration, or a ``PluginError`` listing the valid names (and plugins that failed to load)."""
         table = self.collect(kind)
         if name not in table:
             valid = ", ".join(sorted(table)) or "none installed"
-            raise PluginError(f"unknown {_KIND_LABEL[kind]} {name!r}; valid: {valid}")
+            broken = self.problems()
+            hint = (f"; plugin(s) with problems, which may be why: {', '.join(i.name for i in broken)} "
+                    f"({broken[0].errors[0]}; see 'graft plugins')") if broken else ""
+            raise PluginError(f"unknown {_KIND_LABEL[kind]} {name!r}; valid: {valid}{hint}")
         return table[name]
+
+    def problems(self) -> list[PluginInfo]:
+        """Plugins with problems found so far (load, hooks collected so far)."""
+        return [info for info in self._infos.values() if info.errors]
 
     def models(self) -> list[tuple[str, Any]]:
         """(plugin name, raw entry) pairs from ``register_models``; see ``registry.load_registry``."""

@@ -18,7 +18,6 @@ from typing import Any
 
 from graftzoo.errors import RegistryError
 
-MODALITIES = ("vision", "text", "audio")
 SCHEMES = ("hf", "pkg", "file")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*\.[A-Za-z0-9_\-.]+$")
@@ -32,7 +31,7 @@ _PKG_RE = re.compile(
 
 _FIELDS = {
     "id": "arch.tag, e.g. mobilenetv2_100.tv_in1k",
-    "modality": "one of " + ", ".join(MODALITIES),
+    "modality": "a registered modality: vision, text, audio or one a plugin adds",
     "backbone": "the backbone adapter that builds it, e.g. timm",
     "source": "hf://org/repo@rev[/path], pkg://dist[==version]/path or file://path",
     "sha256": "hex sha256 of the source file",
@@ -136,6 +135,13 @@ class ModelEntry:
         }
 
 
+def modalities() -> list[str]:
+    """The registered modalities (``register_modalities``): the built-in vision, text, audio and plugins' own."""
+    from graftzoo.plugins import get_plugins
+
+    return list(get_plugins().collect("modalities"))
+
+
 def entry_from_dict(data: Mapping[str, Any], origin: str, index: int | None = None) -> ModelEntry:
     """Validate one raw entry; every problem names ``origin``, the entry and the field."""
     where = f"{origin}: entry {data.get('id')!r}" if isinstance(data.get("id"), str) else (
@@ -157,8 +163,10 @@ def entry_from_dict(data: Mapping[str, Any], origin: str, index: int | None = No
             raise fail(fld, "must be a non-empty string")
     if not _ID_RE.match(data["id"]):
         raise fail("id", f"{data['id']!r} is not arch.tag")
-    if data["modality"] not in MODALITIES:
-        raise fail("modality", f"unknown modality {data['modality']!r}")
+    known = modalities()
+    if data["modality"] not in known:
+        raise fail("modality", f"unknown modality {data['modality']!r} (registered: {', '.join(known)}; install the "
+                               "plugin that adds it and check 'graft plugins')")
     sha, files = _check_pins(data, fail)
     _check_optional_fields(data, fail)
     tasks = data.get("tasks", [])
@@ -227,6 +235,16 @@ def _check_optional_fields(data: Mapping[str, Any], fail: Callable[[str, str], R
 
 def parse_registry_file(path: Path) -> list[ModelEntry]:
     """Read one registry TOML file (a list of ``[[model]]`` tables)."""
+    return parse_registry_document(path)[0]
+
+
+def parse_registry_document(path: Path) -> tuple[list[ModelEntry], dict[str, str]]:
+    """The ``[[model]]`` entries of a registry file and its ``[adapters]`` table (adapter -> distribution).
+
+    ``[adapters]`` says which distribution provides each backbone adapter the
+    entries need, so that a missing one is an "install X" hint; it is data of
+    the catalogue, so core code names no plugin.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -235,13 +253,16 @@ def parse_registry_file(path: Path) -> list[ModelEntry]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError(f"{path}: malformed TOML: {exc}") from None
-    extra = sorted(set(doc) - {"model"})
+    extra = sorted(set(doc) - {"model", "adapters"})
     if extra:
         raise RegistryError(f"{path}: unknown top-level key '{extra[0]}'; entries go in [[model]] tables")
     models = doc.get("model", [])
     if not isinstance(models, list):
         raise RegistryError(f"{path}: 'model' must be an array of tables ([[model]])")
-    return [entry_from_dict(raw, str(path), i) for i, raw in enumerate(models)]
+    adapters = doc.get("adapters", {})
+    if not isinstance(adapters, dict) or not all(isinstance(v, str) for v in adapters.values()):
+        raise RegistryError(f"{path}: [adapters] must map adapter names to distribution names (timm = \"dist\")")
+    return [entry_from_dict(raw, str(path), i) for i, raw in enumerate(models)], dict(adapters)
 
 
 def default_registry_paths() -> list[Path]:
@@ -263,6 +284,8 @@ class Registry:
         self._entries: dict[str, ModelEntry] = {}
         #: (plugin, message) for each entry a plugin registered that was left out (``graft plugins`` shows them)
         self.problems: list[tuple[str, str]] = []
+        #: backbone adapter -> the distribution that provides it (registry files' ``[adapters]``), for hints
+        self.adapter_sources: dict[str, str] = {}
         for entry in entries:
             self.add(entry)
 
@@ -315,8 +338,10 @@ def load_registry(paths: Iterable[Path] | None = None, plugins: bool = True) -> 
     """
     registry = Registry()
     for path in default_registry_paths() if paths is None else paths:
-        for entry in parse_registry_file(Path(path)):
+        entries, adapters = parse_registry_document(Path(path))
+        for entry in entries:
             registry.add(entry)
+        registry.adapter_sources.update(adapters)
     if plugins:
         from graftzoo.plugins import get_plugins
 

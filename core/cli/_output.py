@@ -9,9 +9,25 @@ import click
 
 from graftzoo.tables import format_table
 
-__all__ = ["echo_json", "format_table"]
+__all__ = ["ModalityChoice", "echo_json", "format_table"]
 
 
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON."""
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+class ModalityChoice(click.Choice[str]):
+    """``--modality``: one of the registered modalities, looked up when the option is used (not at import)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from graftzoo.registry import modalities
+
+        self.choices = tuple(modalities())
+        return super().convert(value, param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "MODALITY"

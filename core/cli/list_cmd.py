@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from graftzoo.cli._output import echo_json, format_table
-from graftzoo.registry import MODALITIES, load_registry
+from graftzoo.cli._output import ModalityChoice, echo_json, format_table
+from graftzoo.registry import load_registry
 
 
 @click.command("list")
-@click.option("--modality", type=click.Choice(MODALITIES), help="Only models of this modality.")
+@click.option("--modality", type=ModalityChoice(), help="Only models of this modality (registered by plugins).")
 @click.option("--task", help="Only models tagged with this task, e.g. image-classification.")
 @click.option("--license", "license_", metavar="LICENSE", help="Only models under this license (e.g. MIT).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,18 +10,6 @@ from graftzoo.errors import SourceError
 from graftzoo.sources._hf import endpoint, offline, retrying, token
 
 RUN_FILES = ("model.safetensors", "graft.json", "README.md")
-
-# Which hub models an adapter can load, for adapters that do not say so themselves
-# (a backbone registration may pass hub_libraries=(...) and hub_tasks=(...) as metadata).
-DEFAULT_HUB_MATCH: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "timm": (("timm",), ()),
-    "hf-encoder": (("transformers", "sentence-transformers"),
-                   ("feature-extraction", "fill-mask", "sentence-similarity", "text-classification",
-                    "token-classification")),
-    "hf-audio": (("transformers",), ("audio-classification", "automatic-speech-recognition",
-                                     "feature-extraction")),
-}
-
 
 def push(run_dir: Path, repo_id: str, private: bool = False) -> str:
     """Upload a run (model.safetensors, graft.json, README.md) to ``repo_id``; return the commit URL."""
@@ -63,16 +50,15 @@ class HubHit:
 
 
 def _matchers() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Which hub models each adapter can load, as its plugin declares it: ``register(..., hub_libraries=[...],
+    hub_tasks=[...])`` (hub models of those libraries, and of those pipeline tasks when given)."""
     from graftzoo.plugins import get_plugins
 
     out = {}
     for name, reg in get_plugins().collect("backbones").items():
         libs = reg.meta.get("hub_libraries")
-        tasks = reg.meta.get("hub_tasks", ())
         if libs:
-            out[name] = (tuple(libs), tuple(tasks))
-        elif name in DEFAULT_HUB_MATCH:
-            out[name] = DEFAULT_HUB_MATCH[name]
+            out[name] = (tuple(libs), tuple(reg.meta.get("hub_tasks", ())))
     return out
 
 

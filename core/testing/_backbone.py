@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graftzoo.errors import GraftError
-from graftzoo.registry import MODALITIES, ModelEntry
+from graftzoo.registry import ModelEntry, modalities
 from graftzoo.testing._base import fail, shape_of
 
 if TYPE_CHECKING:
@@ -217,8 +217,9 @@ def check_backbone(backbone: Backbone, samples: Sequence[Any]) -> torch.Tensor:
     if not isinstance(backbone, Backbone):
         raise fail(f"object {type(backbone).__name__}", "is not a graftzoo.train.backbone.Backbone",
                    "subclass Backbone")
-    if backbone.modality not in MODALITIES:
-        raise fail(_name(backbone), f"modality is {backbone.modality!r}", f"use one of {', '.join(MODALITIES)}")
+    if backbone.modality not in modalities():
+        raise fail(_name(backbone), f"modality is {backbone.modality!r}",
+                   f"use a registered one: {', '.join(modalities())} (or register yours with register_modalities)")
     check_groups(backbone)
     check_preprocessing(backbone)
     features = check_features(backbone, samples)

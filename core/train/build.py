@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from graftzoo.train.config import TrainConfig
     from graftzoo.train.policies import FreezePolicy
 
-_MODALITY_PLUGIN = {"vision": "graftzoo-vision", "text": "graftzoo-nlp", "audio": "graftzoo-speech"}
-
 
 def resolve_entry(model: str | ModelEntry, registry: Registry | None = None) -> ModelEntry:
     """A ``ModelEntry`` from an id (registry lookup, which lists close matches) or an entry."""
@@ -61,16 +59,19 @@ class Parts:
     policy: Registration
 
 
-def adapter_for(entry: ModelEntry) -> Registration:
+def adapter_for(entry: ModelEntry, registry: Registry | None = None) -> Registration:
     """The backbone adapter registration of ``entry``, or a ``PluginError`` saying what to install."""
     try:
         return get_plugins().get("backbones", entry.backbone)
-    except PluginError:
-        plugin = _MODALITY_PLUGIN.get(entry.modality, "the plugin providing it")
-        raise PluginError(
-            f"{entry.id}: no installed plugin provides the {entry.backbone!r} backbone adapter; "
-            f"install {plugin} (pip install {plugin}) and check 'graft plugins'"
-        ) from None
+    except PluginError as exc:
+        try:
+            sources = (registry if registry is not None else load_registry()).adapter_sources
+        except GraftError:
+            sources = {}
+        dist = sources.get(entry.backbone)
+        todo = f"install {dist} (pip install {dist})" if dist else "install the plugin that provides it"
+        raise PluginError(f"{entry.id}: no installed plugin provides the {entry.backbone!r} backbone adapter; "
+                          f"{todo} and check 'graft plugins' ({exc})") from None
 
 
 def head_name(config: TrainConfig, task: str) -> str:

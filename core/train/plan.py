@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from graftzoo.data import LabelledData, load_data
 from graftzoo.errors import DataError, OptionError, TrainingError
 from graftzoo.plugins import Registration, get_plugins
-from graftzoo.registry import ModelEntry, Registry
+from graftzoo.registry import ModelEntry, Registry, load_registry
 from graftzoo.train.build import Parts, adapter_for, head_name, resolve_entry
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.split import limit_per_class, stratified_split
@@ -126,9 +126,10 @@ class RunPlan:
 
 def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Registry | None = None) -> RunPlan:
     """Resolve and validate a run (model, parts, options, data, split) without writing anything."""
+    registry = load_registry() if registry is None else registry
     entry = resolve_entry(config.model, registry)
     plugins = get_plugins()
-    adapter = adapter_for(entry)
+    adapter = adapter_for(entry, registry)
     policy = plugins.get("freeze_policies", config.policy)
     head = plugins.get("heads", config.head)
     check_policy_options(config, policy)

@@ -182,8 +182,8 @@ def test_collision_is_an_error_naming_both_plugins() -> None:
     assert plugins.collect("heads")["linear"].plugin == "graftzoo.builtins"  # the first owner keeps it
     (info,) = [i for i in plugins.infos(collect_all=False) if i.name == "second"]
     assert info.errors == [
-        "head 'linear' is registered by both 'graftzoo.builtins' and 'second'; "
-        "uninstall one of them or rename the head"
+        "head 'linear' is registered by both 'graftzoo.builtins' and 'second'; the first wins (built-ins, then "
+        "plugins by entry-point name): uninstall one of them or rename the head"
     ]
 
 

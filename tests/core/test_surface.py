@@ -45,14 +45,17 @@ def hook_names() -> list[str]:
     return [name for name, obj in vars(hookspecs).items() if inspect.isfunction(obj) and name.startswith("register_")]
 
 
-def test_the_six_hooks() -> None:
+def test_the_hooks() -> None:
     assert sorted(hook_names()) == [
         "register_backbones",
         "register_commands",
+        "register_data_formats",
         "register_datasets",
         "register_freeze_policies",
         "register_heads",
+        "register_modalities",
         "register_models",
+        "register_named_datasets",
     ]
 
 

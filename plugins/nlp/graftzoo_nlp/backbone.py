@@ -25,12 +25,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import DataError, OptionError, PluginError
-from graftzoo.train.backbone import Backbone
-from graftzoo.train.tagging import split_words
+from graftzoo.api import Backbone, DataError, OptionError, PluginError, fetch, split_words
 
 if TYPE_CHECKING:
-    from graftzoo.registry import ModelEntry
+    from graftzoo.api import ModelEntry
 
 POOLINGS = ("mean", "cls", "pooler")
 #: Files a directory may hold that rebuild the input pipeline (and the architecture) offline.
@@ -309,9 +307,7 @@ def _architecture_dir(entry: ModelEntry, options: Mapping[str, Any]) -> Path:
             located = None
         if located is not None and located.exists():
             return _local_dir(located)
-    from graftzoo.train.build import fetch_weights
-
-    return _local_dir(fetch_weights(entry))  # a hub snapshot: config and tokenizer come with it
+    return _local_dir(Path(fetch(entry)))  # a hub snapshot: config and tokenizer come with it
 
 
 def _quiet_transformers() -> None:

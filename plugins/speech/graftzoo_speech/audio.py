@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from graftzoo.errors import DataError
+from graftzoo.api import DataError
 
 #: Extensions audiofolder accepts; libsndfile reads both without extra codecs.
 AUDIO_EXTENSIONS = (".wav", ".flac")

@@ -14,8 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from graftzoo.data import LabelledData, is_class_folder
-from graftzoo.errors import DataError
+from graftzoo.api import DataError, LabelledData, is_class_folder
 from graftzoo_speech.audio import AUDIO_EXTENSIONS
 
 _MAX_LISTED = 5  # bad files named in one error message

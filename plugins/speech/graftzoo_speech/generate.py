@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from graftzoo.errors import DataError
+from graftzoo.api import DataError, cache_dir
 
 SAMPLE_RATE = 16000
 
@@ -153,11 +153,9 @@ def cached(name: str | EspeakSet, home: Path | None = None) -> Path:
     """The cached folder of a set (a name in ``SETS`` or a spec), generated on first use, atomically."""
     if isinstance(name, str) and name not in SETS:
         raise DataError(f"unknown espeak set {name!r}; valid: {', '.join(SETS)}")
-    from graftzoo.home import graftzoo_home
-
     spec = SETS[name] if isinstance(name, str) else name
     name = spec.name
-    root = (home or graftzoo_home()) / "datasets"
+    root = (home or cache_dir()) / "datasets"
     final = root / f"{name}-{spec.key(espeak_version())}"
     if (final / "manifest.json").exists():
         return final

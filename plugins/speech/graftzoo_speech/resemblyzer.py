@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graftzoo.errors import OptionError, SourceError
-from graftzoo.train.backbone import Backbone
+from graftzoo.api import Backbone, OptionError, SourceError
+from graftzoo.api import load_state_dict as load_tensors
 from graftzoo_speech.audio import as_waveform
 from graftzoo_speech.features import MelSettings, partial_mels, preprocess_wave
 
 if TYPE_CHECKING:
-    from graftzoo.registry import ModelEntry
+    from graftzoo.api import ModelEntry
 
 N_LAYERS = 3
 _DROPPED = ("similarity_weight", "similarity_bias")  # GE2E loss scale/offset: not part of the encoder
@@ -33,28 +33,14 @@ _TRAIN_NOISE_DB = (30.0, 50.0)  # SNR range of the noise added when collating fo
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file: ``graftzoo.sources.load_state_dict`` when core has it.
+    """Tensors of a weights file through ``graftzoo.api.load_state_dict``.
 
-    Core's loader (safetensors, or ``torch.load(weights_only=True)`` converted
-    to safetensors once in the cache) is used when present; before it lands,
-    the same safe ``torch.load`` is done here. Resemblyzer's checkpoint nests
+    Core's loader reads safetensors, or ``torch.load(weights_only=True)``
+    converted to safetensors once in the cache. Resemblyzer's checkpoint nests
     the weights under ``model_state`` beside the optimiser state; both the
     nested and a flattened ("model_state.lstm...") form are accepted.
     """
-    try:
-        from graftzoo import sources
-
-        loader: Any = getattr(sources, "load_state_dict", None)
-    except ImportError:
-        loader = None
-    if loader is not None:
-        raw: Mapping[str, Any] = loader(Path(path))
-    else:
-        try:
-            raw = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle/zip errors of many kinds: one clear message
-            raise SourceError(f"{path}: cannot load speaker-encoder weights ({type(exc).__name__}: {exc}); "
-                              "delete the cached file and run 'graft pull ge2e_lstm3.resemblyzer' again") from exc
+    raw: Mapping[str, Any] = load_tensors(Path(path))
     if isinstance(raw.get("model_state"), Mapping):
         raw = raw["model_state"]
     prefix = "model_state."

@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import OptionError, SourceError
-from graftzoo.train.backbone import Backbone
+from graftzoo.api import Backbone, OptionError, SourceError, fetch
 from graftzoo_speech.audio import as_waveform
 
 if TYPE_CHECKING:
-    from graftzoo.registry import ModelEntry
+    from graftzoo.api import ModelEntry
 
 SUPPORTED = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 _OPTIONS = ("layer", "max_seconds", "extra_files")
@@ -144,12 +143,6 @@ def _config_dir(entry: ModelEntry, weights: Path | None, extra: Mapping[str, str
         return Path(weights) if Path(weights).is_dir() else Path(weights).parent
     if "config.json" in extra:
         return Path(extra["config.json"]).parent
-    from graftzoo import sources
-
-    fetch: Any = getattr(sources, "fetch", None)
-    if fetch is None:
-        raise SourceError(f"{entry.id}: a randomly initialised {entry.backbone} model still needs its "
-                          "config.json, and this Graftzoo cannot fetch sources; update Graftzoo")
     path = Path(fetch(entry))
     return path if path.is_dir() else path.parent
 

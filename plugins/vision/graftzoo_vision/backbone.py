@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import OptionError, PluginError, RegistryError
-from graftzoo.train.backbone import Backbone
+from graftzoo.api import Backbone, OptionError, PluginError, RegistryError
 from graftzoo_vision import images
 from graftzoo_vision.weights import load_pretrained
 
 if TYPE_CHECKING:
-    from graftzoo.registry import ModelEntry
+    from graftzoo.api import ModelEntry
 
 #: Options the factory understands (--image-size and --backbone-option KEY=VALUE).
 OPTIONS = ("image_size", "keep_classifier", "interpolation", "crop_pct", "scale", "ratio", "hflip", "color_jitter",

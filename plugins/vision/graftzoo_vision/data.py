@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from graftzoo.data import LabelledData, class_folder_files, is_class_folder
-from graftzoo.errors import DataError
+from graftzoo.api import DataError, LabelledData, class_folder_files, is_class_folder
 from graftzoo_vision.images import IMAGE_SUFFIXES, open_image, to_pil
 
 log = logging.getLogger("graftzoo.data")

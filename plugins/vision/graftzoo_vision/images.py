@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from graftzoo.errors import DataError
+from graftzoo.api import DataError
 
 #: Suffixes the imagefolder loader picks up (lower case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from graftzoo.errors import SourceError
+from graftzoo.api import SourceError, load_state_dict
 
 StateDict = dict[str, torch.Tensor]
 
@@ -27,14 +27,13 @@ LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 
 
 def read_state_dict(path: Path) -> StateDict:
-    """Tensors from a weights file, through ``graftzoo.sources.load_state_dict``.
+    """Tensors from a weights file, through ``graftzoo.api.load_state_dict``.
 
     That reads safetensors directly and a ``.pth`` with
     ``torch.load(weights_only=True)`` once, converting it to safetensors in the
     cache; it never unpickles code. Note the converted file is ordered by name,
     not as the network registered its tensors (see ``from_torchvision``).
     """
-    from graftzoo.sources import load_state_dict
 
     return dict(load_state_dict(Path(path)))
 
