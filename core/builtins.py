@@ -18,7 +18,7 @@ from graftzoo.hookspecs import (
 
 @hookimpl
 def register_modalities(register: RegisterModality) -> None:
-    # The three modalities the first landing knew; a plugin registers any other (e.g. 1-D signals).
+    # The three modalities the first landing knew; a plugin registers any other it needs.
     register("vision", task="image-classification", pipeline_tag="image-classification", inputs="files",
              description="images")
     register("text", task="text-classification", pipeline_tag="text-classification", inputs="text",

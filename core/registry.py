@@ -135,6 +135,22 @@ class ModelEntry:
         }
 
 
+def modality_meta(modality: str) -> dict[str, Any]:
+    """What the plugin that registered ``modality`` says about it (task, pipeline_tag, inputs); {} if unknown."""
+    from graftzoo.plugins import get_plugins
+
+    reg = get_plugins().collect("modalities").get(modality)
+    return dict(reg.meta) if reg is not None else {}
+
+
+def pipeline_tag(modality: str, task: str = "classification") -> str:
+    """The Hugging Face ``pipeline_tag`` of a run: token classification, or its modality's registered tag."""
+    if task == "token-classification":
+        return "token-classification"
+    meta = modality_meta(modality)
+    return str(meta.get("pipeline_tag") or meta.get("task") or "other")
+
+
 def modalities() -> list[str]:
     """The registered modalities (``register_modalities``): the built-in vision, text, audio and plugins' own."""
     from graftzoo.plugins import get_plugins

@@ -18,11 +18,12 @@ def predict(run_dir: Path, inputs: tuple[str, ...], top: int, batch_size: int, a
     """Predict with the run in RUN_DIR. INPUTS are files (images, audio) or, for text models, the texts."""
     from graftzoo.cli._output import echo_json
     from graftzoo.errors import DataError
+    from graftzoo.registry import modality_meta
     from graftzoo.train.run import load_run
 
     run = load_run(run_dir)
     samples: list[Any]
-    if run.entry.modality == "text":
+    if modality_meta(run.entry.modality).get("inputs") == "text":
         samples = list(inputs)
     else:
         missing = [i for i in inputs if not Path(i).exists()]

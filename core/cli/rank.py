@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from graftzoo.cli._output import echo_json, format_table
+from graftzoo.cli._output import ModalityChoice, echo_json, format_table
 
 if TYPE_CHECKING:
     from graftzoo.data import LabelledData
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
                    "data's modality.")
 @click.option("--include-scratch", is_flag=True,
               help="Also score each candidate's architecture at random initialisation, for comparison.")
-@click.option("--modality", type=click.Choice(["vision", "text", "audio"]), default=None,
+@click.option("--modality", type=ModalityChoice(), default=None,
               help="Modality of DATA when its format does not say (e.g. a CSV).")
 @click.option("--format", "data_format", default=None, help="Data format when it cannot be detected.")
 @click.option("--limit", type=click.IntRange(min=4), default=None,

@@ -62,11 +62,10 @@ def _yaml_list(items: Sequence[str]) -> str:
 
 
 def pipeline_tag(info: dict[str, Any]) -> str:
-    """The Hugging Face ``pipeline_tag`` of a run: its task, or its modality's classification task."""
-    if info["task"] == "token-classification":
-        return "token-classification"
-    return {"vision": "image-classification", "text": "text-classification",
-            "audio": "audio-classification"}.get(info["entry"]["modality"], "other")
+    """The run's ``pipeline_tag``: stored in graft.json when it trained (from its registered modality)."""
+    from graftzoo.registry import pipeline_tag as registered
+
+    return str(info.get("pipeline_tag") or registered(info["entry"]["modality"], info["task"]))
 
 
 def write_card(out: Path, info: dict[str, Any]) -> None:

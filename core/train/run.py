@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from graftzoo.errors import DataError, TrainingError
-from graftzoo.registry import ModelEntry, entry_from_dict
+from graftzoo.registry import ModelEntry, entry_from_dict, pipeline_tag
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.inference import classify, evaluate_samples, tag
 from graftzoo.train.model import GraftModel
@@ -114,6 +114,7 @@ def run_info(plan: RunPlan, model: GraftModel, policy: FreezePolicy, history: li
         "model": entry.id,
         "entry": entry.to_dict(),
         "task": data.task,
+        "pipeline_tag": pipeline_tag(entry.modality, data.task),
         "config": config.to_dict(),
         "policy": {"name": config.policy, "description": policy.describe(), "state": policy.state_dict()},
         "preprocessing": model.backbone.preprocessing(),
