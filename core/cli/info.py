@@ -1,6 +1,8 @@
-"""``graft info``: everything known about one model."""
+"""``graft info``: everything known about one model, head or freeze policy."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -9,10 +11,24 @@ from graftzoo.registry import load_registry
 
 
 @click.command("info")
-@click.argument("model_id")
+@click.argument("model_id", required=False)
+@click.option("--head", "head", metavar="NAME", help="Show a head instead: its plugin and its own options.")
+@click.option("--policy", "policy", metavar="NAME", help="Show a freeze policy instead: its plugin and options.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(model_id: str, as_json: bool) -> None:
-    """Show everything the registry knows about MODEL_ID."""
+def info(model_id: str | None, head: str | None, policy: str | None, as_json: bool) -> None:
+    """Show everything the registry knows about MODEL_ID (or a head's or policy's options).
+
+    \b
+    Examples:
+      graft info mobilenetv2_100.tv_in1k
+      graft info --head mlp          options for 'graft tune --head-option KEY=VALUE'
+      graft info --policy top-k      options for 'graft tune --policy-option KEY=VALUE'
+    """
+    if head is not None or policy is not None:
+        _show_part("heads" if head is not None else "freeze_policies", head or policy or "", as_json)
+        return
+    if model_id is None:
+        raise click.UsageError("give a MODEL_ID, --head NAME or --policy NAME")
     entry = load_registry().get(model_id)
     data = entry.to_dict()
     from graftzoo.plugins import get_plugins
@@ -22,6 +38,26 @@ def info(model_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
+    _echo_fields(data)
+    if not data["adapter_installed"]:
+        click.echo(f"\nNote: no plugin provides the {entry.backbone!r} backbone adapter; install the plugin "
+                   f"for {entry.modality} models (see 'graft plugins').", err=True)
+
+
+def _show_part(kind: str, name: str, as_json: bool) -> None:
+    from graftzoo.plugins import get_plugins
+    from graftzoo.train.build import COMMON_OPTIONS, factory_options
+
+    reg = get_plugins().get(kind, name)
+    data: dict[str, Any] = {"name": reg.name, "plugin": reg.plugin, "description": reg.meta.get("description", ""),
+                            "options": factory_options(reg), "common_options": list(COMMON_OPTIONS[kind])}
+    if as_json:
+        echo_json(data)
+        return
+    _echo_fields(data)
+
+
+def _echo_fields(data: dict[str, Any]) -> None:
     width = max(len(k) for k in data)
     for key, value in data.items():
         if isinstance(value, dict):
@@ -29,6 +65,3 @@ def info(model_id: str, as_json: bool) -> None:
         elif isinstance(value, list):
             value = ", ".join(map(str, value)) or "-"
         click.echo(f"{key.ljust(width)}  {value if value not in (None, '') else '-'}")
-    if not data["adapter_installed"]:
-        click.echo(f"\nNote: no plugin provides the {entry.backbone!r} backbone adapter; install the plugin "
-                   f"for {entry.modality} models (see 'graft plugins').", err=True)

@@ -59,6 +59,10 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
 @click.option("--path-column", default=None, help="File-path column of csv/jsonl data (default: path).")
 @click.option("--backbone-option", "backbone_options", multiple=True, metavar="KEY=VALUE",
               help="Extra adapter option (e.g. max_length=64); repeatable.")
+@click.option("--head-option", "head_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the head itself (see 'graft info --head NAME'); repeatable.")
+@click.option("--policy-option", "policy_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the freeze policy itself (see 'graft info --policy NAME'); repeatable.")
 @click.option("--pretrained/--no-pretrained", default=True, show_default=True,
               help="Start from the pretrained weights, or from random initialisation.")
 @click.option("--baseline", type=click.Choice(["scratch"]), default=None,
@@ -69,7 +73,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
               help="Continue an interrupted run.")
 @click.option("--json", "as_json", is_flag=True, help="Print graft.json of the finished run.")
 def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool, out: Path | None,
-         overwrite: bool, backbone_options: tuple[str, ...], text_column: str | None, label_column: str | None,
+         overwrite: bool, backbone_options: tuple[str, ...], head_options: tuple[str, ...],
+         policy_options: tuple[str, ...], text_column: str | None, label_column: str | None,
          path_column: str | None, data_format: str | None, **options: Any) -> None:
     """Fine-tune MODEL on DATA (a path, or a registered dataset name) and write a run directory.
 
@@ -96,6 +101,8 @@ def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool
                                           ("path_column", path_column)) if v is not None}
         config = TrainConfig(model=model, data=data, format=data_format,
                              backbone_options=_key_values(backbone_options, "--backbone-option"),
+                             head_extra=_key_values(head_options, "--head-option"),
+                             policy_extra=_key_values(policy_options, "--policy-option"),
                              data_options=data_options, **options)
         if out is None:
             out = Path("runs") / f"{model}-{config.policy}-{time.strftime('%Y%m%d-%H%M%S')}"

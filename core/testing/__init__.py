@@ -18,6 +18,8 @@ Importing this module is cheap; torch is imported by the checks that need it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from graftzoo.testing._backbone import (
     batch_equal,
     check_backbone,
@@ -52,6 +54,7 @@ __all__ = [
     "HEAVY_MODULES",
     "ConformanceError",
     "batch_equal",
+    "build_backbone",
     "check_backbone",
     "check_backbone_adapter",
     "check_dataset_format",
@@ -74,6 +77,14 @@ __all__ = [
     "registered",
     "registrations",
 ]
+
+
+def build_backbone(model_id: str, pretrained: bool = True) -> Any:
+    """The backbone of a registered model, as ``graft tune`` builds it (weights fetched and verified)."""
+    from graftzoo.registry import load_registry
+    from graftzoo.train.build import build_backbone as build
+
+    return build(load_registry().get(model_id), pretrained=pretrained)
 
 
 def reference_backbone(seed: int = 0) -> object:

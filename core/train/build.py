@@ -146,6 +146,65 @@ def make_policy(policy: str | Registration, config: TrainConfig) -> FreezePolicy
     return made
 
 
+#: options every head / policy receives from the command line (--dropout, --unfreeze, ...), not --*-option ones
+COMMON_OPTIONS = {"heads": ("dropout", "hidden"),
+                  "freeze_policies": ("unfreeze", "unfreeze_every", "lora_rank", "lora_alpha")}
+
+
+def factory_options(reg: Registration) -> dict[str, Any]:
+    """A head's or policy's own options: name -> default, from its factory's signature (a class: ``__init__``).
+
+    The first two parameters of a head factory (feature_dim, num_outputs) and
+    the options every head or policy receives (``COMMON_OPTIONS``) are not its
+    own; ``**options`` catch-alls are not options either.
+    """
+    import inspect
+
+    factory = reg.resolve()
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    if reg.kind == "heads":
+        params = params[2:]
+    skip = set(COMMON_OPTIONS.get(reg.kind, ()))
+    return {p.name: (None if p.default is inspect.Parameter.empty else p.default) for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in skip}
+
+
+def typed_options(reg: Registration, raw: Mapping[str, Any], flag: str) -> dict[str, Any]:
+    """``--head-option`` / ``--policy-option`` values checked against the factory's options and typed like
+    their defaults (an unknown name is an ``OptionError`` listing the valid ones)."""
+    known = factory_options(reg)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            valid = ", ".join(known) or "none"
+            raise OptionError(f"{flag} {key}: {_KIND_WORD[reg.kind]} {reg.name!r} of plugin {reg.plugin!r} has no "
+                              f"option {key!r}; its options: {valid} ('graft info --{_KIND_FLAG[reg.kind]} "
+                              f"{reg.name}' lists them)")
+        out[key] = _typed(value, known[key], f"{flag} {key}")
+    return out
+
+
+_KIND_WORD = {"heads": "head", "freeze_policies": "freeze policy"}
+_KIND_FLAG = {"heads": "head", "freeze_policies": "policy"}
+
+
+def _typed(value: Any, default: Any, where: str) -> Any:
+    if default is None or (isinstance(value, type(default)) and not isinstance(default, bool)):
+        return value
+    text = str(value)
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes")
+        return type(default)(text)
+    except (TypeError, ValueError):
+        raise OptionError(f"{where}={text}: expected a {type(default).__name__} (default {default!r})") from None
+
+
 def build_model(entry: ModelEntry, config: TrainConfig, num_classes: int, task: str, pretrained: bool, *,
                 extra_options: dict[str, Any] | None = None, parts: Parts | None = None) -> GraftModel:
     """Backbone (through its plugin) + head, as configured; no policy applied yet."""

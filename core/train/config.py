@@ -40,6 +40,10 @@ class TrainConfig:
     backbone_options: dict[str, Any] = field(default_factory=dict)
     #: loader options (text_column, label_column, ...), passed to the data loader
     data_options: dict[str, Any] = field(default_factory=dict)
+    #: the head's own options (--head-option KEY=VALUE), typed from its factory's signature
+    head_extra: dict[str, Any] = field(default_factory=dict)
+    #: the policy's own options (--policy-option KEY=VALUE), typed from its factory's signature
+    policy_extra: dict[str, Any] = field(default_factory=dict)
 
     def adapter_options(self) -> dict[str, Any]:
         """Options for the backbone factory (preprocessing overrides)."""
@@ -51,11 +55,11 @@ class TrainConfig:
     def policy_options(self) -> dict[str, Any]:
         """Options for the freeze-policy factory."""
         return {"unfreeze": self.unfreeze, "unfreeze_every": self.unfreeze_every,
-                "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha}
+                "lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha, **self.policy_extra}
 
     def head_options(self) -> dict[str, Any]:
         """Options for the head factory."""
-        return {"dropout": self.dropout, "hidden": self.hidden}
+        return {"dropout": self.dropout, "hidden": self.hidden, **self.head_extra}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""

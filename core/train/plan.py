@@ -21,7 +21,7 @@ from graftzoo.data import LabelledData, load_data
 from graftzoo.errors import DataError, OptionError, TrainingError
 from graftzoo.plugins import Registration, get_plugins
 from graftzoo.registry import ModelEntry, Registry, load_registry
-from graftzoo.train.build import Parts, adapter_for, head_name, resolve_entry
+from graftzoo.train.build import Parts, adapter_for, head_name, resolve_entry, typed_options
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.split import limit_per_class, stratified_split
 
@@ -133,6 +133,7 @@ def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Re
     policy = plugins.get("freeze_policies", config.policy)
     head = plugins.get("heads", config.head)
     check_policy_options(config, policy)
+    config.policy_extra = typed_options(policy, config.policy_extra, "--policy-option")
     data = load_run_data(config, entry.modality, entry.id, data)
     if len(data) == 0:
         raise DataError(f"{config.data}: no labelled samples")
@@ -142,6 +143,7 @@ def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Re
                         "or more")
     if head_name(config, data.task) != head.name:
         head = plugins.get("heads", head_name(config, data.task))
+    config.head_extra = typed_options(head, config.head_extra, "--head-option")
     index = {c: i for i, c in enumerate(classes)}
     if data.task == "token-classification":
         targets: list[Any] = [[index[t] for t in tags] for tags in data.labels]

@@ -50,7 +50,7 @@ def test_new_plugin_installs_passes_its_tests_and_is_listed(tmp_path: Path) -> N
         tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root,
                                capture_output=True, text=True, env=env, timeout=600)
         assert tests.returncode == 0, tests.stdout[-4000:]
-        assert "6 passed" in tests.stdout
+        assert "8 passed" in tests.stdout
 
         listed = {e["id"]: e for e in json.loads(graft("list", "--json").stdout)}
         entry = listed[names.model_id]
@@ -60,8 +60,8 @@ def test_new_plugin_installs_passes_its_tests_and_is_listed(tmp_path: Path) -> N
         plugins = {p["name"]: p for p in json.loads(graft("plugins", "--json").stdout)}
         assert plugins[names.short]["status"] == "ok", plugins[names.short]
         assert plugins[names.short]["version"] == "0.1.0"
-        assert {"register_backbones", "register_heads", "register_datasets", "register_models"} <= set(
-            plugins[names.short]["hooks"])
+        assert {"register_backbones", "register_heads", "register_data_formats", "register_freeze_policies",
+                "register_models"} <= set(plugins[names.short]["hooks"])
     finally:
         removed = graft("uninstall", "-q", names.dist)
     assert removed.returncode == 0, removed.stdout + removed.stderr
