@@ -27,11 +27,13 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
     backbone's feature space, with a warning in plain words when it is far.
     """
     from graftzoo.cli._output import echo_json
+    from graftzoo.train.build import check_contract
     from graftzoo.train.plan import evaluation_data
     from graftzoo.train.run import load_run
 
     run = load_run(run_dir)
     dataset = evaluation_data(run, data, split, data_format, skip_bad)
+    check_contract(run.model, dataset.samples[:2], run.entry, len(run.classes), run.config.adapter_options())
     if run.task == "classification":
         from graftzoo.diagnostics.run_evaluation import evaluate_with_report
 

@@ -134,7 +134,7 @@ def rank_models(
     import torch
 
     from graftzoo.diagnostics.transferability import encode_labels
-    from graftzoo.train.build import build_backbone, weights_identity
+    from graftzoo.train.build import build_backbone, probe_width, weights_identity
     from graftzoo.train.features import extract_features, feature_cache_path
 
     if by not in SCORES:
@@ -155,6 +155,8 @@ def rank_models(
             key = weights_identity(cand.entry, cand.pretrained)
             result.cached = key is not None and feature_cache_path(backbone, data, key).exists()
             t0 = time.perf_counter()
+            if not result.cached:  # the plugin contract first: two samples, features of the declared width
+                probe_width(backbone, data.samples[:2], cand.entry, options or {})
             feats = extract_features(backbone, data, batch_size=batch_size, cache_key=key, progress=progress)
             result.feature_seconds = time.perf_counter() - t0
             result.feature_dim = int(feats.shape[1])

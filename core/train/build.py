@@ -240,17 +240,28 @@ def probe_features(model: GraftModel, samples: Sequence[Any], entry: ModelEntry,
             raise OptionError(f"{entry.id} cannot take --image-size {options['image_size']} (its input size is "
                               f"fixed{_fixed_size(entry)}): {_reason(exc)}; leave --image-size out"
                               ) from exc
-        raise PluginError(f"backbone adapter {entry.backbone!r} ({type(backbone).__name__}) failed on a batch of "
-                          f"{len(samples)} samples of {entry.id}: {_reason(exc)}") from exc
+        raise PluginError(f"{_adapter_where(entry, backbone)} failed on a batch of {len(samples)} samples of "
+                          f"{entry.id}: {_reason(exc)}") from exc
     finally:
         model.train(was)
     return feats
 
 
+def probe_width(backbone: Backbone, samples: Sequence[Any], entry: ModelEntry, options: Mapping[str, Any]) -> None:
+    """The contract of a backbone alone (``graft rank`` has no head): two samples give features of its width."""
+    model = GraftModel(backbone, nn.Identity())
+    _check_width(model, probe_features(model, samples, entry, options), entry)
+
+
 def check_features(model: GraftModel, feats: Any, entry: ModelEntry, num_classes: int) -> None:
     """Features of the declared width and a floating dtype, and a head that maps them to ``num_classes``."""
+    _check_width(model, feats, entry)
+    _check_head(model, feats.to(next(iter(model.head.parameters()), feats).device), num_classes)
+
+
+def _check_width(model: GraftModel, feats: Any, entry: ModelEntry) -> None:
     backbone = model.backbone
-    where = f"backbone adapter {entry.backbone!r} ({type(backbone).__name__})"
+    where = _adapter_where(entry, backbone)
     if not isinstance(feats, torch.Tensor) or feats.shape[-1] != backbone.feature_dim:
         got = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
         raise PluginError(f"{where}: declares feature_dim {backbone.feature_dim} but returns features of shape "
@@ -258,7 +269,6 @@ def check_features(model: GraftModel, feats: Any, entry: ModelEntry, num_classes
     if not feats.is_floating_point():
         raise PluginError(f"{where}: returns {feats.dtype} features for {entry.id}; features must be floating "
                           "point")
-    _check_head(model, feats.to(next(iter(model.head.parameters()), feats).device), num_classes)
 
 
 def _check_head(model: GraftModel, feats: torch.Tensor, num_classes: int) -> None:
@@ -272,6 +282,12 @@ def _check_head(model: GraftModel, feats: torch.Tensor, num_classes: int) -> Non
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise PluginError(f"head {type(model.head).__name__} returns {got} for {num_classes} classes; its last "
                           "dimension must be the number of classes")
+
+
+def _adapter_where(entry: ModelEntry, backbone: Backbone) -> str:
+    reg = get_plugins().collect("backbones").get(entry.backbone)
+    plugin = f" of plugin {reg.plugin!r}" if reg is not None else ""
+    return f"backbone adapter {entry.backbone!r}{plugin} ({type(backbone).__name__})"
 
 
 def _fixed_size(entry: ModelEntry) -> str:

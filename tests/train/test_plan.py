@@ -66,8 +66,9 @@ def test_a_broken_feature_dim_is_one_named_error_and_writes_nothing(config: Any,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tiny.TinyCNN, "feature_dim", 24)
     for policy in ("frozen", "full"):
-        with pytest.raises(PluginError, match=r"backbone adapter 'tinycnn-test' \(TinyCNN\): declares feature_dim 24 "
-                                              r"but returns features of shape \(2, 16\)"):
+        with pytest.raises(PluginError, match=r"backbone adapter 'tinycnn-test' of plugin 'graftzoo-test-tiny' "
+                                              r"\(TinyCNN\): declares feature_dim 24 but returns features of shape "
+                                              r"\(2, 16\)"):
             train(config(policy=policy), tmp_path / policy, progress=False)
         assert not (tmp_path / policy).exists()
 
@@ -97,7 +98,7 @@ def test_graft_tune_parses_the_registry_once_and_looks_each_part_up_once(
 
     registries = Counter[str]()
     lookups = Counter[tuple[str, str]]()
-    parse, get = graftzoo.registry.parse_registry_file, Plugins.get
+    parse, get = graftzoo.registry.parse_registry_document, Plugins.get
 
     def counting_parse(path: Path) -> Any:
         registries[str(path)] += 1
@@ -107,7 +108,7 @@ def test_graft_tune_parses_the_registry_once_and_looks_each_part_up_once(
         lookups[(kind, name)] += 1
         return get(self, kind, name)
 
-    monkeypatch.setattr(graftzoo.registry, "parse_registry_file", counting_parse)
+    monkeypatch.setattr(graftzoo.registry, "parse_registry_document", counting_parse)
     monkeypatch.setattr(Plugins, "get", counting_get)
     result = CliRunner().invoke(cli, ["tune", tiny_plugin, "tinydigits", "--policy", "frozen", "--epochs", "1",
                                       "--out", str(tmp_path / "run")])
