@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import click
 
-from graftzoo.cli._output import format_table
 from graftzoo.errors import GraftError
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
@@ -63,10 +62,9 @@ def _after(before: dict[str, tuple[str, str | None]]) -> None:
         infos = json.loads(proc.stdout)
     except ValueError:
         raise GraftError(f"'graft plugins' failed after pip ran: {proc.stderr.strip()[-500:]}") from None
-    rows = [[i["name"], i["version"] or ("builtin" if i["builtin"] else "-"),
-             ",".join(h.removeprefix("register_") for h in i["hooks"]),
-             "ok" if i["status"] == "ok" else "ERROR: " + "; ".join(i["errors"])] for i in infos]
-    click.echo(format_table(["plugin", "version", "hooks", "status"], rows))
+    from graftzoo.cli.plugins_status import print_plugin_table
+
+    print_plugin_table(infos)
     broken = sorted(i["name"] for i in infos if i["status"] != "ok" and i["name"] in set(after) - set(before))
     if broken:
         raise GraftError(f"installed, but plugin(s) {', '.join(broken)} failed to load; see the table above")

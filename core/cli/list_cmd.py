@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from graftzoo.cli._output import ModalityChoice, echo_json, format_table
+from graftzoo.cli._output import ModalityChoice, echo_json, format_table, warn_plugin_problems
 from graftzoo.registry import load_registry
 
 
@@ -28,7 +28,9 @@ def list_cmd(modality: str | None, task: str | None, license_: str | None, as_js
 
         list_hub(hub_query, as_json)
         return
-    entries = load_registry().filter(modality=modality, task=task, license=license_)
+    registry = load_registry()
+    warn_plugin_problems(registry.problems)
+    entries = registry.filter(modality=modality, task=task, license=license_)
     if as_json:
         keys = ("id", "modality", "backbone", "source", "license", "tasks", "pretrained_on", "origin")
         echo_json([{k: v for k, v in e.to_dict().items() if k in keys} for e in entries])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import textwrap
+from typing import Any
+
 import click
 
 from graftzoo.cli._output import echo_json, format_table
@@ -22,12 +26,20 @@ def plugins_cmd(as_json: bool) -> None:
     if as_json:
         echo_json([i.to_dict() for i in infos])
         return
-    rows = [
-        [i.name, i.version or ("builtin" if i.builtin else "-"), ",".join(h.removeprefix("register_") for h in i.hooks),
-         "ok" if i.ok else "ERROR: " + "; ".join(i.errors)]
-        for i in infos
-    ]
+    print_plugin_table([i.to_dict() for i in infos])
+
+
+def print_plugin_table(infos: list[dict[str, Any]]) -> None:
+    """The plugin table (``PluginInfo.to_dict`` rows), then every problem in full, wrapped."""
+    rows = [[i["name"], i["version"] or ("builtin" if i["builtin"] else "-"),
+             ",".join(h.removeprefix("register_") for h in i["hooks"]),
+             "ok" if i["status"] == "ok" else "ERROR"] for i in infos]
     click.echo(format_table(["plugin", "version", "hooks", "status"], rows))
+    width = max(40, shutil.get_terminal_size((100, 24)).columns - 4)
+    for info in (i for i in infos if i["errors"]):
+        click.echo(f"\n{info['name']}:")
+        for error in info["errors"]:  # whole messages, wrapped: the fix is usually at the end
+            click.echo(textwrap.fill(error, width=width, initial_indent="  - ", subsequent_indent="    "))
 
 
 def plugin_infos() -> list[PluginInfo]:

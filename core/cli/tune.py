@@ -84,8 +84,9 @@ def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool
       graft tune mobilenetv2_100.tv_in1k photos/ --policy top-k --unfreeze 2 --lr-decay 0.5
       graft tune --resume runs/mobilenetv2_100.tv_in1k-top-k-20260101-120000
     """
-    from graftzoo.cli._output import echo_json
+    from graftzoo.cli._output import echo_json, warn_plugin_problems
 
+    warn_plugin_problems()
     echo = click.echo
     if resume is not None:
         from graftzoo.train.engine import resume as resume_run

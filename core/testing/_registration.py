@@ -59,11 +59,16 @@ def registrations(plugin_name: str) -> dict[str, dict[str, Registration]]:
     return {kind: {n: r for n, r in manager.collect(kind).items() if r.plugin == plugin_name} for kind in KINDS}
 
 
-def check_plugin(plugin_name: str) -> dict[str, dict[str, Registration]]:
+def check_plugin(plugin_name: str, *, with_installed: bool = False) -> dict[str, dict[str, Registration]]:
     """Check that a registered plugin loads cleanly: no hook errors, no name collisions, every target imports.
 
-    Returns what it registered, by kind and name (see ``registrations``).
+    With ``with_installed`` it is also loaded beside every plugin installed in
+    this environment (their entry points), and a name that one of them
+    registers too is a failure naming both. Returns what it registered, by
+    kind and name (see ``registrations``).
     """
+    if with_installed:
+        _check_beside_installed(plugin_name)
     manager = get_plugins()
     infos = {i.name: i for i in manager.infos()}
     where = f"plugin {plugin_name!r}"
@@ -85,6 +90,21 @@ def check_plugin(plugin_name: str) -> dict[str, dict[str, Registration]]:
     if not any(found.values()) and not plugin_models(plugin_name):
         raise fail(where, "registers nothing", "implement at least one register_* hook with @graftzoo.hookimpl")
     return found
+
+
+def _check_beside_installed(plugin_name: str) -> None:
+    plugin = get_plugins().pm.get_plugin(plugin_name)
+    if plugin is None:
+        raise fail(f"plugin {plugin_name!r}", "is not registered", "register it with the graftzoo_plugin fixture")
+    manager = Plugins(entry_points=True)
+    manager.load()
+    if not manager.pm.is_registered(plugin) and manager.pm.get_plugin(plugin_name) is None:
+        manager.add(plugin, plugin_name)
+    clashes = [f"{info.name}: {error}" for info in manager.infos() for error in info.errors
+               if f"{plugin_name!r}" in error]
+    if clashes:
+        raise fail(f"plugin {plugin_name!r}", "clashes with the installed plugins: " + "; ".join(clashes),
+                   "rename what both register (prefix generic names with your plugin's name)")
 
 
 def check_light_import(module: str, heavy: tuple[str, ...] = HEAVY_MODULES) -> None:

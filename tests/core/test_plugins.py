@@ -126,9 +126,24 @@ def test_plugins_command_names_each_problem(fake_site: dict[str, str]) -> None:
     assert "register_datasets raised RuntimeError: disk on fire" in raising
     assert "duplicate id" in raising and "mobilenetv2_100.tv_in1k" in raising
     # The table form shows the same, and still exits 0.
-    table = run_graft("plugins", env=fake_site)
+    table = run_graft("plugins", env={**fake_site, "COLUMNS": "60"})
     assert table.returncode == 0
     assert "ERROR" in table.stdout and "broken_plugin" in table.stdout
+    # Whole messages, wrapped to the terminal: nothing is cut off.
+    text = " ".join(table.stdout.split())
+    for error in (*infos["raising_plugin"]["errors"], collision):
+        assert " ".join(error.split()) in text, error
+    assert max(len(line) for line in table.stdout.splitlines()[table.stdout.splitlines().index(""):]) <= 60
+
+
+def test_list_and_tune_warn_about_plugins_with_problems(fake_site: dict[str, str]) -> None:
+    listed = run_graft("list", env=fake_site)
+    assert listed.returncode == 0
+    warning = [line for line in listed.stderr.splitlines() if line.startswith("Warning: ")]
+    assert warning == ["Warning: plugin(s) broken_plugin, colliding_plugin, raising_plugin have problems, so some of "
+                       "what they provide is missing; 'graft plugins' shows them"]
+    tuned = run_graft("tune", "nosuch.model", "digits", env=fake_site)
+    assert tuned.returncode == 1 and tuned.stderr.startswith("Warning: plugin(s) broken_plugin")
 
 
 def test_plugin_registrations_are_collected(fake_site: dict[str, str]) -> None:

@@ -187,3 +187,17 @@ def test_heavy_hook_module_fails_light_import(tmp_path: Path, monkeypatch: pytes
 
 def test_importing_the_kit_is_light() -> None:
     kit.check_light_import("graftzoo.testing")
+
+
+class _ClashesWithVision:
+    @hookimpl
+    def register_backbones(self, register: Callable[..., None]) -> None:
+        register("timm", "graftzoo.train.heads:linear_head", modality="vision")
+
+
+def test_check_plugin_beside_the_installed_plugins(graftzoo_plugin: Callable[..., None]) -> None:
+    graftzoo_plugin(_ClashesWithVision(), "clasher")
+    assert set(kit.check_plugin("clasher")["backbones"]) == {"timm"}  # alone (built-ins only) it is fine
+    with pytest.raises(kit.ConformanceError, match=r"plugin 'clasher': clashes with the installed plugins: .*"
+                                                   r"backbone adapter 'timm' is registered by both"):
+        kit.check_plugin("clasher", with_installed=True)
