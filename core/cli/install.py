@@ -77,8 +77,8 @@ def install(packages: tuple[str, ...]) -> None:
 
     \b
     Every argument goes to pip unchanged, so pip's options work too:
-      graft install graftzoo-vision
-      graft install -U graftzoo-nlp
+      graft install graftzoo-mynet
+      graft install -U graftzoo-mynet
       graft install -e ./graftzoo-mynet
     Then the plugin table is shown, as 'graft plugins' prints it.
     """

@@ -1,11 +1,11 @@
 """Labelled data, and turning a user's DATA argument into it.
 
 A data format or named dataset is a loader registered through
-``register_datasets``::
+``register_data_formats`` / ``register_named_datasets`` (or, as in the first
+release, ``register_datasets`` with ``named=``)::
 
-    register("imagefolder", "graftzoo_vision.data:load_imagefolder",
-             modality="vision", detect="graftzoo_vision.data:is_imagefolder")
-    register("digits", "graftzoo_vision.data:load_digits", modality="vision", named=True)
+    register("mynet-npz", "graftzoo_mynet.data:load", modality="vision", detect="graftzoo_mynet.data:detect")
+    register("shapes", "graftzoo_mynet.data:load_shapes", modality="vision")
 
 A loader is called as ``loader(location, **options)`` and returns
 ``LabelledData``. Samples stay cheap (file paths, strings, small arrays): the

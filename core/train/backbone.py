@@ -7,7 +7,7 @@ freeze policies can talk in groups whatever the architecture.
 
 Adapters are registered with ``register_backbones``::
 
-    register("timm", "graftzoo_vision.backbone:create", modality="vision")
+    register("mynet", "graftzoo_mynet.backbone:create", modality="vision")
 
 and called as ``factory(entry, weights, options)``: ``entry`` is the
 ``ModelEntry``; ``weights`` the local path the source resolved to (a file or a

@@ -190,3 +190,23 @@ def test_the_api_module_is_cheap() -> None:
     code = "import sys, graftzoo.api; print(sorted(m for m in ('torch', 'numpy', 'timm') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_core_never_names_a_first_party_plugin() -> None:
+    names = ("graftzoo_vision", "graftzoo-vision", "graftzoo_nlp", "graftzoo-nlp", "graftzoo_speech",
+             "graftzoo-speech", "hf-encoder", "resemblyzer", "hf-audio")
+    found = [f"{p.relative_to(ROOT)}: {n}" for p in sorted((ROOT / "core").rglob("*"))
+             if p.is_file() and p.suffix in (".py", ".tmpl") for n in names if n in p.read_text(encoding="utf-8")]
+    assert not found, "core names a plugin (move it into the plugin's registration):\n" + "\n".join(found)
+
+
+def test_plugins_pin_the_api_they_are_tested_against() -> None:
+    import tomllib
+
+    import graftzoo
+
+    minor = ".".join(graftzoo.__version__.split(".")[:2])
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        deps = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+        pins = [d for d in deps if d.split("[")[0].split("~")[0].split("=")[0].strip() == "graftzoo"]
+        assert pins == [f"graftzoo~={minor}.0"], (pyproject, pins)
