@@ -93,11 +93,12 @@ def _check_free(names: PluginNames, parts: tuple[str, ...]) -> None:
                             "choose another plugin name")
     from graftzoo.plugins import get_plugins
 
-    for part, kind, registered in (("backbone", "backbones", names.short), ("head", "heads", names.head),
-                                   ("policy", "freeze_policies", names.policy)):
+    for part, kind, label, registered in (("backbone", "backbones", "backbone adapter", names.short),
+                                          ("head", "heads", "head", names.head),
+                                          ("policy", "freeze_policies", "freeze policy", names.policy)):
         owner = get_plugins().collect(kind).get(registered) if part in parts else None
         if owner is not None:
-            raise ScaffoldError(f"{part} name {registered!r} is taken by plugin {owner.plugin!r}; "
+            raise ScaffoldError(f"{label} name {registered!r} is taken by plugin {owner.plugin!r}; "
                                 "choose another plugin name")
 
 

@@ -85,11 +85,13 @@ def test_list_hub_marks_registry_models(push_hub: PushHub, monkeypatch: pytest.M
     from graftzoo import hookimpl
     from graftzoo.plugins import reset_plugins
 
-    class Adapters:
+    class Adapters:  # what the vision and NLP plugins declare (their hooks are checked below)
         @hookimpl
         def register_backbones(self, register: Callable[..., None]) -> None:
-            register("timm", "x:y", modality="vision")
-            register("hf-encoder", "x:z", modality="text")
+            register("timm", "x:y", modality="vision", hub_libraries=["timm"])
+            register("hf-encoder", "x:z", modality="text", hub_libraries=["transformers", "sentence-transformers"],
+                     hub_tasks=["feature-extraction", "fill-mask", "sentence-similarity", "text-classification",
+                                "token-classification"])
 
     registry_file(TINY_MAIN)
     monkeypatch.setenv("HF_ENDPOINT", push_hub.url)
@@ -102,6 +104,21 @@ def test_list_hub_marks_registry_models(push_hub: PushHub, monkeypatch: pytest.M
     assert code == 0 and set(hits) == {"acme/tiny", "acme/tiny-bert"}  # nothing loads the gguf one
     assert hits["acme/tiny"]["adapter"] == "timm" and hits["acme/tiny"]["in_registry"] == ["tiny.acme"]
     assert hits["acme/tiny-bert"]["adapter"] == "hf-encoder" and hits["acme/tiny-bert"]["in_registry"] == []
+
+
+@pytest.mark.parametrize(("hooks", "adapter", "libraries"), [
+    ("graftzoo_vision.hooks", "timm", ["timm"]),
+    ("graftzoo_nlp.hooks", "hf-encoder", ["transformers", "sentence-transformers"]),
+    ("graftzoo_speech.hooks", "hf-audio", ["transformers"]),
+])
+def test_plugins_declare_what_hub_models_their_adapters_load(hooks: str, adapter: str, libraries: list[str]) -> None:
+    import importlib
+
+    from graftzoo.plugins import Plugins
+
+    plugins = Plugins(entry_points=False)
+    plugins.add(importlib.import_module(hooks), "under-test")
+    assert plugins.get("backbones", adapter).meta["hub_libraries"] == libraries
 
 
 def test_plain_list_imports_no_hub_library() -> None:
