@@ -21,6 +21,10 @@ def boom_head(feature_dim: int, num_outputs: int, **options: Any) -> torch.nn.Mo
     raise RuntimeError("cannot allocate the class vectors")
 
 
+def boom_policy(**options: Any) -> Any:
+    raise KeyError("schedule")
+
+
 class _Broken:
     def __init__(self, weights: Path) -> None:
         self.weights = weights
@@ -28,6 +32,10 @@ class _Broken:
     @hookimpl
     def register_heads(self, register: Callable[..., None]) -> None:
         register("boom", boom_head)
+
+    @hookimpl
+    def register_freeze_policies(self, register: Callable[..., None]) -> None:
+        register("boom-policy", boom_policy)
 
     @hookimpl
     def register_backbones(self, register: Callable[..., None]) -> None:
@@ -76,6 +84,11 @@ def test_a_head_that_raises(broken: None, tmp_path: Path) -> None:
     line = one_error(["tune", tiny.MODEL_ID, "tinydigits", "--head", "boom"], tmp_path / "run")
     assert line == ("Error: head 'boom' of plugin 'broken' raised on construction: RuntimeError: cannot allocate "
                     "the class vectors")
+
+
+def test_a_policy_that_raises(broken: None, tmp_path: Path) -> None:
+    line = one_error(["tune", tiny.MODEL_ID, "tinydigits", "--policy", "boom-policy"], tmp_path / "run")
+    assert line == "Error: freeze policy 'boom-policy' of plugin 'broken' raised on construction: KeyError: 'schedule'"
 
 
 def test_a_misspelt_register_keyword(broken: None, tmp_path: Path) -> None:
