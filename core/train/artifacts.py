@@ -57,52 +57,14 @@ def write_plots(out: Path, history: Sequence[dict[str, Any]], final: dict[str, A
         plt.close(fig)
 
 
-def _yaml_list(items: Sequence[str]) -> str:
-    return "".join(f"\n- {json.dumps(i)}" for i in items)
-
-
-def pipeline_tag(info: dict[str, Any]) -> str:
-    """The run's ``pipeline_tag``: stored in graft.json when it trained (from its registered modality)."""
-    from graftzoo.registry import pipeline_tag as registered
-
-    return str(info.get("pipeline_tag") or registered(info["entry"]["modality"], info["task"]))
-
-
 def write_card(out: Path, info: dict[str, Any]) -> None:
     """README.md in the Hugging Face model-card format (YAML metadata, then prose and tables)."""
-    lines = [*_card_metadata(out, info), "", *_card_body(out, info)]
+    from graftzoo.train.card import front_matter
+
+    config = info["config"]
+    meta = front_matter(info, "graftzoo", ["graftzoo", "transfer-learning", f"policy-{config['policy']}"], out.name)
+    lines = [*meta, "", *_card_body(out, info)]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
-
-
-def _card_metadata(out: Path, info: dict[str, Any]) -> list[str]:
-    entry, config, final = info["entry"], info["config"], info.get("final") or {}
-    task = pipeline_tag(info)
-    meta = [
-        "---",
-        "library_name: graftzoo",
-        f"license: {entry['license'].lower()}",
-        f"base_model: {json.dumps(info['model'])}",
-        f"pipeline_tag: {task}",
-        "tags:" + _yaml_list(["graftzoo", "transfer-learning", f"policy-{config['policy']}", entry["modality"]]),
-    ]
-    if final:
-        meta += [
-            "model-index:",
-            f"- name: {json.dumps(out.name)}",
-            "  results:",
-            "  - task:",
-            f"      type: {task}",
-            "    dataset:",
-            f"      name: {json.dumps(info['data']['name'])}",
-            f"      type: {json.dumps(info['data']['spec'])}",
-            "    metrics:",
-            "    - type: accuracy",
-            f"      value: {final['accuracy']:.4f}",
-            "    - type: f1",
-            f"      value: {final['macro_f1']:.4f}",
-        ]
-    meta.append("---")
-    return meta
 
 
 def _card_body(out: Path, info: dict[str, Any]) -> list[str]:
@@ -111,7 +73,7 @@ def _card_body(out: Path, info: dict[str, Any]) -> list[str]:
         f"# {out.name}",
         "",
         f"{info['model']} ({entry.get('pretrained_on') or 'pretrained'}) fine-tuned with Graftzoo on "
-        f"`{info['data']['spec']}` ({info['data']['n_train']} training / {info['data']['n_val']} validation samples, "
+        f"`{info['data']['name']}` ({info['data']['n_train']} training / {info['data']['n_val']} validation samples, "
         f"{len(info['labels'])} classes).",
         "",
         "## Training",

@@ -49,7 +49,7 @@ def export_run(run_dir: str | Path, fmt: str, out: Path | None = None, overwrite
     if path.exists() and not overwrite:
         raise TrainingError(f"{path} already exists; pass --overwrite or --out")
     path.parent.mkdir(parents=True, exist_ok=True)
-    from graftzoo.train.artifacts import pipeline_tag
+    from graftzoo.train.card import pipeline_tag
 
     meta = {"model": run.entry.id, "labels": json.dumps(run.classes), "task": run.task,
             "modality": run.entry.modality, "pipeline_tag": pipeline_tag(run.info),

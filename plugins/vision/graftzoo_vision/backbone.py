@@ -132,6 +132,7 @@ class TimmBackbone(Backbone):
             raise OptionError(f"model {entry.id!r}: the timm adapter has no option {unknown[0]!r}; "
                                 f"valid: {', '.join(OPTIONS)}")
         self.entry_id = entry.id
+        self.entry_license = entry.license
         self.keep_classifier = str(options.get("keep_classifier", False)).lower() in ("true", "1", "yes")
         layout = str(entry.config.get("weights_layout", "timm"))
         num_classes = entry.num_classes
@@ -224,6 +225,15 @@ class TimmBackbone(Backbone):
             if hit:
                 names.add(name.rsplit(".", 1)[-1])
         return sorted(names)
+
+    def export_timm(self, out: Path, head: Any, labels: list[str], task: str) -> Any:
+        """Write this network with ``head`` as its classifier as a timm model directory (see ``interop``)."""
+        from graftzoo_vision.interop import export_timm
+
+        if self.keep_classifier:
+            raise TrainingError(f"model {self.entry_id!r}: a keep_classifier run has no timm equivalent; "
+                                "export it with --format onnx")
+        return export_timm(self.model, {**self._prep, "license": self.entry_license}, out, head, labels, task)
 
     def _pixels(self, batch: Any) -> torch.Tensor:
         if isinstance(batch, Mapping):
