@@ -254,6 +254,12 @@ class HFEncoder(Backbone):
             "files": sorted(self.extra_files()),
         }
 
+    def export_transformers(self, out: Path, head: Any, labels: list[str], task: str) -> Any:
+        """This encoder + ``head`` as a transformers classification directory (see ``graftzoo_nlp.interop``)."""
+        from graftzoo_nlp.interop import export_transformers
+
+        return export_transformers(self, out, head, labels, task)
+
     def extra_files(self) -> dict[str, Path]:
         """config.json and the tokenizer files: with them a saved run predicts offline in a fresh process."""
         return {name: self.files_dir / name for name in TOKENIZER_FILES if (self.files_dir / name).is_file()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +84,31 @@ def make_tiny() -> object:
 def make_entry() -> object:
     """``make_entry(directory, model_id=..., **input)`` builds a file:// registry entry."""
     return tiny_entry
+
+
+@pytest.fixture
+def tiny_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A registry holding one tiny BERT whose weights file and tokenizer are pinned by sha256."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    directory = write_tiny_model(tmp_path / "tiny-bert")
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.from_pretrained(directory)).save_pretrained(directory)
+    pins = "\n".join(f'"{p.name}" = "{hashlib.sha256(p.read_bytes()).hexdigest()}"'
+                     for p in sorted(directory.iterdir()) if p.is_file())
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f"""
+[[model]]
+id = "tiny-bert.test"
+modality = "text"
+backbone = "hf-encoder"
+source = "file://{directory}/"
+license = "Apache-2.0"
+[model.files]
+{pins}
+[model.input]
+max_length = 32
+""", encoding="utf-8")
+    monkeypatch.setenv("GRAFTZOO_REGISTRY", str(registry))
+    return directory

@@ -8,7 +8,6 @@ HF_HUB_OFFLINE=1 and the original model directory gone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,33 +22,6 @@ import torch
 HERE = Path(__file__).parent / "data"
 TEXTS = ["a good film", "a great movie", "loved it", "the new movie is great", "good", "great film in paris",
          "a bad film", "boring movie", "not good", "the movie is bad", "bad", "boring film in york"]
-
-
-@pytest.fixture
-def tiny_registry(tmp_path: Path, make_tiny: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A registry holding one tiny BERT whose weights file and tokenizer are pinned by sha256."""
-    from transformers import AutoConfig, AutoModel
-
-    directory = make_tiny(tmp_path / "tiny-bert")
-    torch.manual_seed(0)
-    AutoModel.from_config(AutoConfig.from_pretrained(directory)).save_pretrained(directory)
-    pins = "\n".join(f'"{p.name}" = "{hashlib.sha256(p.read_bytes()).hexdigest()}"'
-                     for p in sorted(directory.iterdir()) if p.is_file())
-    registry = tmp_path / "registry.toml"
-    registry.write_text(f"""
-[[model]]
-id = "tiny-bert.test"
-modality = "text"
-backbone = "hf-encoder"
-source = "file://{directory}/"
-license = "Apache-2.0"
-[model.files]
-{pins}
-[model.input]
-max_length = 32
-""", encoding="utf-8")
-    monkeypatch.setenv("GRAFTZOO_REGISTRY", str(registry))
-    return directory
 
 
 def _predict_in_fresh_process(run: Path, samples: list[Any], token: bool) -> Any:

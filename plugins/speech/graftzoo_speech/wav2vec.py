@@ -129,6 +129,12 @@ class AudioEncoder(Backbone):
         """Attention query and value projections of every encoder layer."""
         return ["q_proj", "v_proj"]
 
+    def export_transformers(self, out: Path, head: Any, labels: list[str], task: str) -> Any:
+        """This encoder + ``head`` as an AutoModelForAudioClassification directory (``graftzoo_speech.interop``)."""
+        from graftzoo_speech.interop import export_transformers
+
+        return export_transformers(self, out, head, labels, task)
+
     def extra_files(self) -> dict[str, Path]:
         """config.json and preprocessor_config.json: a saved run rebuilds the encoder from them offline."""
         if self.source_dir is None:

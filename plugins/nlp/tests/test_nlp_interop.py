@@ -1,0 +1,133 @@
+"""``graft export --format transformers`` for text runs, loaded back by transformers alone.
+
+The loading side is a fresh interpreter that never imports graftzoo (it
+asserts so), with the hub offline: AutoModelFor*Classification, AutoTokenizer
+and the pipeline read the directory as they would a hub download.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from graftzoo.cli import cli
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).parent / "data"
+TEXTS = ["a good film", "a great movie", "loved it", "the new movie is great", "good", "great film in paris",
+         "a bad film", "boring movie", "not good", "the movie is bad", "bad", "boring film in york"]
+QUERIES = ["a great film", "boring and bad", "the movie in paris is not good at all"]
+
+TRANSFORMERS_ALONE = r"""
+import json, sys
+import torch
+from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline
+folder, kind, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+torch.set_num_threads(1)
+tokenizer = AutoTokenizer.from_pretrained(folder)
+if kind == "sequence":
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        probs = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
+    top = pipeline("text-classification", model=model, tokenizer=tokenizer)(texts)
+    out = {"probs": probs.tolist(), "pipeline": [t["label"] for t in top]}
+else:
+    model = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    tags = []
+    for words in (t.split() for t in texts):
+        enc = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+        with torch.no_grad():
+            ids = model(**enc).logits[0].argmax(-1).tolist()
+        first = {}
+        for pos, w in enumerate(enc.word_ids()):
+            if w is not None:
+                first.setdefault(w, pos)
+        tags.append([model.config.id2label[ids[first[w]]] for w in range(len(words))])
+    out = {"tags": tags}
+out["id2label"] = {int(k): v for k, v in model.config.id2label.items()}
+out["label2id"] = dict(model.config.label2id)
+assert not any(m.split(".")[0].startswith("graftzoo") for m in sys.modules), "graftzoo was imported"
+print(json.dumps(out))
+"""
+
+
+def _invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _alone(folder: Path, kind: str, texts: list[str]) -> dict[str, object]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", TRANSFORMERS_ALONE, str(folder), kind, json.dumps(texts)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+@pytest.fixture
+def reviews(tmp_path: Path) -> Path:
+    data = tmp_path / "reviews.csv"
+    rows = ["text,label"] + [f"{t},{'pos' if i < 6 else 'neg'}" for i, t in enumerate(TEXTS)]
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return data
+
+
+def test_lora_sequence_run_exports_merged_and_predicts_the_same(tiny_registry: Path, reviews: Path,
+                                                                tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _invoke("tune", "tiny-bert.test", str(reviews), "--policy", "lora", "--epochs", "3", "--lr", "0.01",
+            "--batch-size", "4", "--backbone-option", "pooling=pooler", "--out", str(run))
+    folder = Path(json.loads(_invoke("export", str(run), "--format", "transformers", "--json"))["path"])
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= names
+    card = (folder / "README.md").read_text()
+    assert "library_name: transformers" in card and "pipeline(" in card and str(reviews) not in card
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    theirs = _alone(folder, "sequence", QUERIES)
+    ours = json.loads(_invoke("predict", str(run), *QUERIES, "--json"))
+    classes = json.loads((run / "graft.json").read_text())["labels"]
+    assert theirs["id2label"] == {str(i): c for i, c in enumerate(classes)}  # JSON keys
+    assert theirs["label2id"] == {c: i for i, c in enumerate(classes)}
+    assert theirs["pipeline"] == [r["label"] for r in ours]
+    for row, probs in zip(ours, theirs["probs"], strict=True):  # type: ignore[call-overload]
+        assert row["probabilities"] == pytest.approx(dict(zip(classes, probs, strict=True)), abs=1e-4)
+    # LoRA was merged: no adapter tensors in the export, and the base weights moved from the pretrained ones
+    from safetensors.torch import load_file
+
+    exported = load_file(str(folder / "model.safetensors"))
+    assert not any("lora" in k for k in exported)
+    original = load_file(str(tiny_registry / "model.safetensors"))
+    query = next(k for k in original if k.endswith("attention.self.query.weight"))
+    assert not torch.equal(exported["bert." + query.removeprefix("bert.")], original[query])
+
+
+def test_mean_pooled_run_is_refused_with_the_way_out(tiny_registry: Path, reviews: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _invoke("tune", "tiny-bert.test", str(reviews), "--epochs", "1", "--batch-size", "4", "--out", str(run))
+    result = CliRunner().invoke(cli, ["export", str(run), "--format", "transformers"])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "pooling=pooler" in result.output and "--format onnx" in result.output
+    assert not (run / "export" / "transformers").exists()
+
+
+def test_ner_run_exports_a_token_classifier_with_the_same_tags(tiny_registry: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _invoke("tune", "tiny-bert.test", str(HERE / "tiny_ner.conll"), "--policy", "full", "--epochs", "3",
+            "--lr", "0.005", "--batch-size", "2", "--val-split", "0.34", "--out", str(run))
+    folder = Path(json.loads(_invoke("export", str(run), "--format", "transformers", "--json"))["path"])
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["BertForTokenClassification"]
+    texts = ["Anna lives in Paris .", "New York is a great city", "the film"]
+    theirs = _alone(folder, "token", texts)
+    ours = json.loads(_invoke("predict", str(run), *texts, "--json"))
+    assert theirs["tags"] == [r["tags"] for r in ours]
