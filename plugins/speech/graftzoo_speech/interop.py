@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from graftzoo.train.interop import Exported, LinearHead
     from graftzoo_speech.wav2vec import AudioEncoder
 
-SNIPPET = """from transformers import pipeline
+SNIPPET = """import soundfile
+from transformers import pipeline
 
 classify = pipeline("audio-classification", model="{path}")
-print(classify("speech.wav", top_k=None))  # a path, or a 1-D float array at the feature extractor's rate
+wave, rate = soundfile.read("speech.wav", dtype="float32")  # (a file name works too where ffmpeg is installed)
+print(classify({"raw": wave, "sampling_rate": rate}, top_k=None))
 """
 
 
