@@ -140,7 +140,8 @@ def _write_adapted_run(model: GraftModel, src: Path, dest: Path, record: dict[st
     tmp = dest.with_name(f".{dest.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
+    # The source's exports (ONNX, transformers, timm...) hold the source's weights: never carry them over.
+    shutil.copytree(src, tmp, ignore=lambda folder, _names: ["export"] if Path(folder) == src else [])
     try:
         save_weights(model, tmp / WEIGHTS)
         info = read_info(tmp)

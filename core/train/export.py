@@ -1,4 +1,11 @@
-"""Exporting a run: ONNX (example batch saved with the run -> probabilities) or standalone safetensors."""
+"""Exporting a run: ONNX (example batch saved with the run -> probabilities) or standalone safetensors.
+
+ONNX graphs have a dynamic batch axis, and text and audio graphs a dynamic
+length axis (tokens / samples; ``words`` for the word positions of token
+tasks), so any input length runs. ``labels.json``, ``preprocessing.json`` and
+the run's tokenizer or feature-extractor files are written beside the model:
+everything needed to feed it without Graftzoo.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +68,31 @@ def export_run(run_dir: str | Path, fmt: str, out: Path | None = None, overwrite
         return path
     if fmt != "onnx":
         raise TrainingError(f"unknown export format {fmt!r}; use onnx or safetensors")
-    return _export_onnx(run.model, run.path, path, meta)
+    _export_onnx(run.model, run.path, path, meta)
+    _ship_beside(run, path)
+    return path
+
+
+def _ship_beside(run: Any, path: Path) -> None:
+    """labels.json, preprocessing.json and the run's tokenizer / feature-extractor files next to the model."""
+    import shutil
+
+    from graftzoo.train.run import write_json_atomic
+
+    write_json_atomic(path.parent / "labels.json", list(run.classes))
+    write_json_atomic(path.parent / "preprocessing.json", {"task": run.task, **run.preprocessing})
+    for rel in run.info.get("extra_files", {}).values():
+        src = run.path / rel
+        if src.is_file():
+            shutil.copy2(src, path.parent / src.name)
+
+
+def _dynamic_axes(name: str, ndim: int, sequences: bool) -> dict[int, str]:
+    """Batch is always dynamic; text and audio inputs (dict batches) also vary in length along dim 1."""
+    axes = {0: "batch"}
+    if sequences and ndim >= 2:
+        axes[1] = "words" if name.startswith("word_") else "length"
+    return axes
 
 
 def _export_onnx(model: GraftModel, run_dir: Path, path: Path, meta: dict[str, str]) -> Path:
@@ -71,13 +102,15 @@ def _export_onnx(model: GraftModel, run_dir: Path, path: Path, meta: dict[str, s
     if not example.is_file():
         raise TrainingError(f"{run_dir}: no {EXAMPLE} (its backbone's batches are not plain tensors), so it cannot "
                             "be traced to ONNX; export --format safetensors instead")
-    tensors = load_file(str(example))
+    # One sample: a batch of equal-length inputs takes the same path through every adapter (an audio
+    # encoder without attention masks runs unequal lengths one by one, which tracing would unroll).
+    tensors = {k: v[:1] for k, v in load_file(str(example)).items()}
     keys = None if list(tensors) == ["input"] else sorted(tensors)
     inputs = tuple(tensors[k] for k in (keys or ["input"]))
     names = keys or ["input"]
     wrapper = _Probabilities(model.float().eval(), keys)
-    dynamic = {n: {0: "batch"} for n in names}
-    dynamic["probabilities"] = {0: "batch"}
+    dynamic = {n: _dynamic_axes(n, tensors[n].dim(), keys is not None) for n in names}
+    dynamic["probabilities"] = {0: "batch", 1: "words"} if model.task == "token-classification" else {0: "batch"}
     try:
         torch.onnx.export(wrapper, inputs, str(path), input_names=names, output_names=["probabilities"],
                           dynamic_axes=dynamic, dynamo=False)

@@ -87,6 +87,7 @@ def test_adapt_writes_a_new_run_that_does_better_on_the_shifted_data(plugin: str
           progress=False)
     target = shifted_tinydigits("")
     before = load_run(run).evaluate(target.samples, target.labels)["accuracy"]
+    assert graft("export", str(run), "--format", "onnx").exit_code == 0  # the source's export, stale once adapted
     for method in ("adabn", "tent"):
         out = tmp_path / method
         result = graft("adapt", str(run), "tinydigits-shifted", "--method", method, "--out", str(out),
@@ -96,6 +97,7 @@ def test_adapt_writes_a_new_run_that_does_better_on_the_shifted_data(plugin: str
         info = json.loads((out / "graft.json").read_text())
         assert info["adaptation"]["method"] == method and info["adaptation"]["target"] == "tinydigits-shifted"
         assert "Adaptation" in (out / "README.md").read_text()
+        assert (run / "export" / "model.onnx").is_file() and not (out / "export").exists()
         after = load_run(out).evaluate(target.samples, target.labels)["accuracy"]
         assert after == pytest.approx(record["target_accuracy_after"])
         assert after > before + 0.1, (method, before, after)

@@ -131,3 +131,30 @@ def test_ner_run_exports_a_token_classifier_with_the_same_tags(tiny_registry: Pa
     theirs = _alone(folder, "token", texts)
     ours = json.loads(_invoke("predict", str(run), *texts, "--json"))
     assert theirs["tags"] == [r["tags"] for r in ours]
+
+
+def test_onnx_text_export_takes_any_length_and_ships_its_tokenizer(tiny_registry: Path, reviews: Path,
+                                                                   tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime
+    from transformers import AutoTokenizer
+
+    run = tmp_path / "run"
+    _invoke("tune", "tiny-bert.test", str(reviews), "--epochs", "2", "--batch-size", "4", "--out", str(run))
+    _invoke("export", str(run), "--format", "onnx", "--out", str(tmp_path / "onnx" / "model.onnx"))
+    beside = {p.name for p in (tmp_path / "onnx").iterdir()}
+    assert {"model.onnx", "labels.json", "preprocessing.json", "vocab.txt", "tokenizer_config.json"} <= beside
+    labels = json.loads((tmp_path / "onnx" / "labels.json").read_text())
+    max_length = json.loads((tmp_path / "onnx" / "preprocessing.json").read_text())["max_length"]
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "onnx"))  # what was shipped, not the run
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    # three lengths, the longest far past the traced example; and a padded batch of two lengths
+    for texts in (["good"], ["the new movie in paris is great"], [" ".join(TEXTS)], ["bad", "a good film in york"]):
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        feeds = {n: enc[n].astype(np.int64) for n in names}  # what the tokenizer gives: nothing else
+        probs = session.run(None, feeds)[0]
+        ours = json.loads(_invoke("predict", str(run), *texts, "--json"))
+        assert [labels[i] for i in probs.argmax(-1)] == [r["label"] for r in ours]
+        for row, p in zip(ours, probs, strict=True):
+            assert row["probabilities"] == pytest.approx(dict(zip(labels, p.tolist(), strict=True)), abs=1e-4)

@@ -60,10 +60,9 @@ def tones(root: Path, lengths: tuple[float, ...] = (0.4, 0.6)) -> Path:
     return root
 
 
-@pytest.fixture
-def tiny_audio_registry(tmp_path: Path, save_tiny_encoder: Callable[[Path, str], Path],
-                        monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = save_tiny_encoder(tmp_path / "tiny-w2v", "wav2vec2-stable")
+def _registry(tmp_path: Path, save_tiny_encoder: Callable[[Path, str], Path], monkeypatch: pytest.MonkeyPatch,
+              variant: str) -> Path:
+    folder = save_tiny_encoder(tmp_path / "tiny-w2v", variant)
     pins = "\n".join(f'"{p.name}" = "{hashlib.sha256(p.read_bytes()).hexdigest()}"'
                      for p in sorted(folder.iterdir()) if p.is_file())
     registry = tmp_path / "registry.toml"
@@ -79,6 +78,13 @@ license = "Apache-2.0"
 """, encoding="utf-8")
     monkeypatch.setenv("GRAFTZOO_REGISTRY", str(registry))
     return folder
+
+
+@pytest.fixture
+def tiny_audio_registry(tmp_path: Path, save_tiny_encoder: Callable[[Path, str], Path],
+                        monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A registry with a tiny layer-norm wav2vec2 (batches carry attention masks)."""
+    return _registry(tmp_path, save_tiny_encoder, monkeypatch, "wav2vec2-stable")
 
 
 def _invoke(*args: str) -> str:
@@ -98,7 +104,7 @@ def test_audio_run_exports_an_audio_classifier_with_the_same_predictions(tiny_au
         p.name for p in folder.iterdir()}
     assert json.loads((folder / "config.json").read_text())["architectures"] == ["Wav2Vec2ForSequenceClassification"]
     probe = tones(tmp_path / "probe", lengths=(0.3, 0.55, 0.9))
-    files = sorted(str(p) for p in probe.rglob("*.wav"))[::3]  # lengths 0.3, 0.55 and 0.9 s among them
+    files = sorted(str(p) for p in probe.rglob("*.wav"))[:3]  # high/0-2: 0.3, 0.55 and 0.9 s
     ours = json.loads(_invoke("predict", str(run), *files, "--json"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", TRANSFORMERS_ALONE, str(folder), json.dumps(files)], env=env,
@@ -110,3 +116,35 @@ def test_audio_run_exports_an_audio_classifier_with_the_same_predictions(tiny_au
     assert theirs["pipeline"] == ours[0]["label"]
     for row, probs in zip(ours, theirs["probs"], strict=True):
         assert row["probabilities"] == pytest.approx(dict(zip(classes, probs, strict=True)), abs=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["wav2vec2", "wav2vec2-stable"])
+def test_onnx_audio_export_takes_any_length(variant: str, tmp_path: Path,
+                                            save_tiny_encoder: Callable[[Path, str], Path],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+    import soundfile as sf
+    from transformers import AutoFeatureExtractor
+
+    _registry(tmp_path, save_tiny_encoder, monkeypatch, variant)
+    data = tones(tmp_path / "tones")
+    run = tmp_path / "run"
+    _invoke("tune", "tiny-w2v.test", str(data), "--epochs", "2", "--batch-size", "4", "--out", str(run))
+    out = tmp_path / "onnx" / "model.onnx"
+    _invoke("export", str(run), "--format", "onnx", "--out", str(out))
+    assert {"labels.json", "preprocessing.json", "preprocessor_config.json", "config.json"} <= {
+        p.name for p in out.parent.iterdir()}
+    labels = json.loads((out.parent / "labels.json").read_text())
+    fe = AutoFeatureExtractor.from_pretrained(str(out.parent))  # the shipped feature extractor
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.shape for i in session.get_inputs()] == [["batch", "length"]] * len(session.get_inputs())
+    probe = tones(tmp_path / "probe", lengths=(0.3, 0.55, 0.9))
+    files = sorted(str(p) for p in probe.rglob("*.wav"))[:3]  # high/0-2: 0.3, 0.55 and 0.9 s
+    assert len({sf.info(f).frames for f in files}) == 3
+    ours = json.loads(_invoke("predict", str(run), *files, "--json"))
+    for f, row in zip(files, ours, strict=True):  # one clip per call: group-norm encoders see no padding
+        wave, rate = sf.read(f, dtype="float32")
+        enc = fe(wave, sampling_rate=rate, return_tensors="np", return_attention_mask=True)
+        probs = session.run(None, {i.name: enc[i.name] for i in session.get_inputs()})[0][0]
+        assert row["label"] == labels[int(probs.argmax())]
+        assert row["probabilities"] == pytest.approx(dict(zip(labels, probs.tolist(), strict=True)), abs=1e-4)
