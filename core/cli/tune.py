@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from graftzoo.cli.completion import complete_datasets, complete_heads, complete_model_ids, complete_policies
+from graftzoo.cli.config_file import apply_config, config_extras
 from graftzoo.errors import TrainingError
 
 
@@ -28,11 +30,17 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
 
 
 @click.command("tune")
-@click.argument("model", required=False)
-@click.argument("data", required=False)
-@click.option("--policy", default="frozen", show_default=True,
+@click.argument("model", required=False, shell_complete=complete_model_ids)
+@click.argument("data", required=False, type=click.Path(), shell_complete=complete_datasets)
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), is_eager=True, expose_value=False,
+              callback=apply_config, metavar="FILE",
+              help="Options from a TOML/YAML file or a run's graft.json (replays it); flags given here override it.")
+@click.option("--data", "data_override", default=None, metavar="DATA",
+              help="DATA, as an option: run a --config recipe (e.g. a graft.json) on other data.")
+@click.option("--policy", default="frozen", show_default=True, shell_complete=complete_policies,
               help="Freeze policy: frozen, full, top-k, gradual, bitfit, lora (or a plugin's).")
-@click.option("--head", default="linear", show_default=True, help="Head: linear, mlp, token (or a plugin's).")
+@click.option("--head", default="linear", show_default=True, shell_complete=complete_heads,
+              help="Head: linear, mlp, token (or a plugin's).")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate of the head and top group.")
 @click.option("--lr-decay", type=float, default=1.0, show_default=True,
               help="Layer-wise decay: group i from the top learns at lr*F^i.")
@@ -72,8 +80,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
 @click.option("--resume", type=click.Path(path_type=Path), default=None, metavar="RUN_DIR",
               help="Continue an interrupted run.")
 @click.option("--json", "as_json", is_flag=True, help="Print graft.json of the finished run.")
-def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool, out: Path | None,
-         overwrite: bool, backbone_options: tuple[str, ...], head_options: tuple[str, ...],
+def tune(model: str | None, data: str | None, data_override: str | None, resume: Path | None, as_json: bool,
+         out: Path | None, overwrite: bool, backbone_options: tuple[str, ...], head_options: tuple[str, ...],
          policy_options: tuple[str, ...], text_column: str | None, label_column: str | None,
          path_column: str | None, data_format: str | None, **options: Any) -> None:
     """Fine-tune MODEL on DATA (a path, or a registered dataset name) and write a run directory.
@@ -83,11 +91,14 @@ def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool
       graft tune mobilenetv2_100.tv_in1k digits --policy frozen --image-size 64
       graft tune mobilenetv2_100.tv_in1k photos/ --policy top-k --unfreeze 2 --lr-decay 0.5
       graft tune --resume runs/mobilenetv2_100.tv_in1k-top-k-20260101-120000
+      graft tune --config recipe.toml --epochs 20         (flags override the file)
+      graft tune --config runs/a/graft.json --out runs/b  (replay a run; add --data D for other data)
     """
     from graftzoo.cli._output import echo_json, warn_plugin_problems
 
     warn_plugin_problems()
     echo = click.echo
+    data = data_override or data
     if resume is not None:
         from graftzoo.train.engine import resume as resume_run
 
@@ -105,6 +116,12 @@ def tune(model: str | None, data: str | None, resume: Path | None, as_json: bool
                              head_extra=_key_values(head_options, "--head-option"),
                              policy_extra=_key_values(policy_options, "--policy-option"),
                              data_options=data_options, **options)
+        extra = config_extras(click.get_current_context())
+        if extra:  # options a replayed run recorded that have no flag (e.g. lora_alpha)
+            import dataclasses
+
+            config = dataclasses.replace(config, **{k: v for k, v in extra.items() if k != "data_options"})
+            config.data_options = {**extra.get("data_options", {}), **config.data_options}
         if out is None:
             out = Path("runs") / f"{model}-{config.policy}-{time.strftime('%Y%m%d-%H%M%S')}"
         target = out  # train() checks it, then plans the run: everything is validated before anything is written
