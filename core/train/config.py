@@ -36,6 +36,9 @@ class TrainConfig:
     hidden: int = 256
     lora_rank: int = 8
     lora_alpha: int = 16
+    #: experiment trackers (Accelerate's log_with: tensorboard, mlflow, trackio, wandb) and their project name
+    log_with: list[str] = field(default_factory=list)
+    project: str | None = None
     #: adapter options beyond --image-size (e.g. max_length), passed to the backbone factory
     backbone_options: dict[str, Any] = field(default_factory=dict)
     #: loader options (text_column, label_column, ...), passed to the data loader

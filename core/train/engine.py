@@ -28,7 +28,7 @@ from graftzoo.data import LabelledData
 from graftzoo.errors import TrainingError
 from graftzoo.metrics import classification_metrics
 from graftzoo.progress import progress_bar
-from graftzoo.train import loaders, optim
+from graftzoo.train import loaders, optim, tracking
 from graftzoo.train.build import build_model, check_contract, check_features, make_policy, weights_identity
 from graftzoo.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from graftzoo.train.config import TrainConfig
@@ -43,8 +43,8 @@ EpochHook = Callable[[int, dict[str, Any]], None]
 BEST = "best.safetensors"
 
 
-def make_accelerator() -> Any:
-    """Accelerate with fp32 on CPU and bf16 autocast only where the GPU supports it."""
+def make_accelerator(**kwargs: Any) -> Any:
+    """Accelerate with fp32 on CPU and bf16 autocast only where the GPU supports it (``kwargs``: trackers)."""
     from accelerate import Accelerator, DataLoaderConfiguration
 
     cuda = torch.cuda.is_available()
@@ -52,7 +52,7 @@ def make_accelerator() -> Any:
     # split_batches must go through DataLoaderConfiguration: accelerate 1.15 accepts and ignores
     # Accelerator(split_batches=True), which silently doubles the global batch on two processes.
     return Accelerator(cpu=not cuda, mixed_precision=mixed,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+                       dataloader_config=DataLoaderConfiguration(split_batches=True), **kwargs)
 
 
 def check_run_dir(out: Path, overwrite: bool) -> None:
@@ -158,7 +158,10 @@ class Trainer:
             raise TrainingError(f"interrupted during epoch {epoch + 1}; {len(self.history)} epoch(s) are "
                                 f"checkpointed in {self.out}; continue with 'graft tune --resume {self.out}'"
                                 ) from None
-        return self.finish()
+        info = self.finish()
+        if self.config.log_with:
+            tracking.finish(self.accelerator, self.out, self.step)
+        return info
 
     def say(self, message: str) -> None:
         """Print on the main process only."""
@@ -168,7 +171,7 @@ class Trainer:
     # -- steps -----------------------------------------------------------------------------------
     def set_up(self) -> None:
         """The accelerator (devices, processes, precision)."""
-        self.accelerator = make_accelerator()
+        self.accelerator = make_accelerator(**tracking.accelerator_kwargs(self.config.log_with, self.out))
         self.main = bool(self.accelerator.is_main_process)
         if self.config.batch_size % self.accelerator.num_processes:
             raise TrainingError(f"--batch-size {self.config.batch_size} must be a multiple of the "
@@ -199,6 +202,9 @@ class Trainer:
         self.info = {**run_info(self.plan, self.model, self.policy, self.history), "timing": self.timing}
         if self.main:
             write_json(self.out / INFO, self.info)
+        # Trackers start once the run directory exists (their offline stores live in it).
+        tracking.start(self.accelerator, self.config.log_with, self.config.project, self.out, self.config.to_dict())
+        self.step = self.start * len(self.loader)
 
     def prepare_features(self) -> None:
         """Cached backbone features for a frozen backbone (the head trains on them), else raw-sample batches.
@@ -293,6 +299,9 @@ class Trainer:
                 self.accelerator.backward(loss + penalty if penalty is not None else loss)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                if self.config.log_with:
+                    tracking.log_step(self.accelerator, self.step, float(loss), self.optimizer)
                 with torch.no_grad():
                     valid = fy != -100
                     n = valid.sum()
@@ -325,6 +334,8 @@ class Trainer:
     def checkpoint(self, row: dict[str, Any]) -> None:
         """Record the epoch: checkpoint (the head only when the backbone is frozen), metrics.jsonl, console line."""
         self.history.append(row)
+        if self.config.log_with:
+            tracking.log_epoch(self.accelerator, self.step, row)
         if self.main:
             trained = {"head": self.model.head.state_dict()} if self.cached else {"model": self.model.state_dict()}
             save_checkpoint(self.out, {
