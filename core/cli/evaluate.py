@@ -17,14 +17,18 @@ import click
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--shift/--no-shift", default=True, show_default=True,
               help="Score the domain shift between the run's training data and DATA (one more feature pass).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (with the confusion matrix).")
+@click.option("--worst", "n_worst", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many of the highest-loss samples to show and keep in worst.csv.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (confusion matrix, every prediction, the worst).")
 def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip_bad: bool, batch_size: int,
-             shift: bool, as_json: bool) -> None:
+             shift: bool, n_worst: int, as_json: bool) -> None:
     """Evaluate the run in RUN_DIR on DATA: accuracy, loss, n, macro-F1 (entity F1 for token tasks).
 
     For classification it also reports per-class metrics, calibration (expected
     calibration error) and how far DATA is from the training data in the
     backbone's feature space, with a warning in plain words when it is far.
+    Every sample's prediction goes to RUN_DIR/evaluations/<data>-<split>/
+    predictions.csv and the highest-loss ones to worst.csv there.
     """
     from graftzoo.cli._output import echo_json
     from graftzoo.train.build import check_contract
@@ -40,6 +44,13 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
         metrics = evaluate_with_report(run, dataset, batch_size=batch_size, shift=shift)
     else:
         metrics = run.evaluate(dataset.samples, dataset.labels, batch_size=batch_size, progress=True)
+    rows = metrics.pop("per_sample", None)
+    if rows is not None:
+        from graftzoo.diagnostics.samples import save_evaluation
+
+        metrics.update(save_evaluation(run.path, data, split, rows, n_worst))
+        if as_json:
+            metrics["predictions"] = rows
     metrics = {"run": str(run_dir), "data": data, "split": split, **metrics}
     if as_json:
         echo_json(metrics)
@@ -54,3 +65,8 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
 
         click.echo()
         click.echo(format_evaluation_report(metrics["report"]))
+    if metrics.get("worst"):
+        click.echo(f"\nworst {len(metrics['worst'])} (highest loss; all predictions: {metrics['predictions_file']}):")
+        for row in metrics["worst"]:
+            click.echo(f"  loss {row['loss']:.3f}  {row['label']} -> {row['predicted']} ({row['confidence']:.3f})  "
+                       f"{row['input']}")

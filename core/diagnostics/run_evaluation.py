@@ -61,4 +61,6 @@ def evaluate_with_report(run: Run, data: LabelledData, batch_size: int = 64, shi
                                eval_features=feats.numpy() if train_feats is not None else None)
     if note:
         report.setdefault("warnings", []).append(note)
-    return {**metrics, "report": report}
+    from graftzoo.diagnostics.samples import per_sample
+
+    return {**metrics, "report": report, "per_sample": per_sample(data.samples, targets, logits, run.classes)}

@@ -158,3 +158,27 @@ def test_onnx_text_export_takes_any_length_and_ships_its_tokenizer(tiny_registry
         assert [labels[i] for i in probs.argmax(-1)] == [r["label"] for r in ours]
         for row, p in zip(ours, probs, strict=True):
             assert row["probabilities"] == pytest.approx(dict(zip(labels, p.tolist(), strict=True)), abs=1e-4)
+
+
+def test_predict_reads_texts_from_files_only_when_told(tiny_registry: Path, reviews: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _invoke("tune", "tiny-bert.test", str(reviews), "--epochs", "1", "--batch-size", "4", "--out", str(run))
+    direct = json.loads(_invoke("predict", str(run), *QUERIES, "--json"))
+    lines = tmp_path / "texts.txt"
+    lines.write_text("\n".join(QUERIES) + "\n", encoding="utf-8")
+    table = tmp_path / "new.jsonl"
+    table.write_text("".join(json.dumps({"body": q, "id": i}) + "\n" for i, q in enumerate(QUERIES)), encoding="utf-8")
+    from_lines = json.loads(_invoke("predict", str(run), f"@{lines}", "--json"))
+    from_table = json.loads(_invoke("predict", str(run), f"@{table}", "--text-column", "body", "--json"))
+    assert from_lines == from_table == direct
+    # a file name is never classified by mistake...
+    result = CliRunner().invoke(cli, ["predict", str(run), str(lines)])
+    assert result.exit_code == 1 and f"pass @{lines}" in result.output and "--texts" in result.output
+    # ...unless asked for
+    literal = json.loads(_invoke("predict", str(run), str(lines), f"@{lines}", "--texts", "--json"))
+    assert [r["input"] for r in literal] == [str(lines), f"@{lines}"]
+    result = CliRunner().invoke(cli, ["predict", str(run), f"@{table}"])
+    assert result.exit_code == 1 and "no column 'text'" in result.output and "body" in result.output
+    out = tmp_path / "preds.csv"
+    _invoke("predict", str(run), f"@{lines}", "--output", str(out))
+    assert out.read_text().splitlines()[0] == "input,label,score,p_neg,p_pos"

@@ -68,11 +68,19 @@ def digits3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_imagefolder(data, tmp_path_factory.mktemp("data") / "digits3")
 
 
-def test_timm_export_loads_in_timm_alone_with_the_same_predictions(digits3: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    _invoke("tune", "mobilenetv2_100.tv_in1k", str(digits3), "--policy", "frozen", "--image-size", "32",
-            "--epochs", "3", "--lr", "0.01", "--out", str(run))
-    out = _invoke("export", str(run), "--format", "timm", "--json")
+@pytest.fixture(scope="module")
+def run(digits3: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frozen MobileNetV2 run on three digits (tuned once for the module)."""
+    out = tmp_path_factory.mktemp("runs") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRAFTZOO_HOME", str(tmp_path_factory.mktemp("home")))
+        _invoke("tune", "mobilenetv2_100.tv_in1k", str(digits3), "--policy", "frozen", "--image-size", "32",
+                "--epochs", "3", "--lr", "0.01", "--out", str(out))
+    return out
+
+
+def test_timm_export_loads_in_timm_alone_with_the_same_predictions(digits3: Path, run: Path) -> None:
+    out = _invoke("export", str(run), "--format", "timm", "--json", "--overwrite")
     folder = Path(json.loads(out)["path"])
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
@@ -104,3 +112,47 @@ def test_an_mlp_head_is_refused_with_what_to_do(digits3: Path, tmp_path: Path) -
     assert result.exit_code == 1
     assert "Error:" in result.output and "'mlp'" in result.output and "--format onnx" in result.output
     assert not (run / "export" / "timm").exists() and not (run / "export" / ".timm.tmp").exists()
+
+
+def test_predict_reads_folders_tables_and_lists_and_writes_files(digits3: Path, run: Path, tmp_path: Path) -> None:
+    files = sorted(str(p) for p in digits3.rglob("*.png"))
+    one_by_one = json.loads(_invoke("predict", str(run), *files, "--json"))
+    from_dir = json.loads(_invoke("predict", str(run), str(digits3), "--json", "--batch-size", "5"))
+    assert [r["input"] for r in from_dir] == files  # recursively, sorted
+    assert [r["label"] for r in from_dir] == [r["label"] for r in one_by_one]  # batching changes nothing
+    for a, b in zip(from_dir, one_by_one, strict=True):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+    table = tmp_path / "list.csv"
+    table.write_text("path,note\n" + "".join(f"{Path(f).relative_to(digits3)},x\n" for f in files[:4]),
+                     encoding="utf-8")
+    (digits3 / "list.csv").write_text(table.read_text(), encoding="utf-8")  # paths relative to the table
+    listed = tmp_path / "list.txt"
+    listed.write_text("\n".join(files[4:6]) + "\n", encoding="utf-8")
+    mixed = json.loads(_invoke("predict", str(run), str(digits3 / "list.csv"), f"@{listed}", "--json"))
+    assert [r["label"] for r in mixed] == [r["label"] for r in one_by_one[:6]]
+    out_csv, out_jsonl = tmp_path / "p.csv", tmp_path / "p.jsonl"
+    shown = _invoke("predict", str(run), str(digits3), "--output", str(out_csv))
+    assert f"wrote {len(files)} predictions to {out_csv}" in shown
+    import csv
+
+    rows = list(csv.DictReader(out_csv.read_text().splitlines()))
+    assert [r["label"] for r in rows] == [r["label"] for r in one_by_one]
+    assert list(rows[0]) == ["input", "label", "score", "p_0", "p_1", "p_2"]
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in "012") - 1) < 1e-4 for r in rows)
+    _invoke("predict", str(run), str(digits3), "--output", str(out_jsonl))
+    assert [json.loads(line)["label"] for line in out_jsonl.read_text().splitlines()] == [r["label"] for r in rows]
+    result = CliRunner().invoke(cli, ["predict", str(run), str(tmp_path / "nope")])
+    assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_evaluate_keeps_every_prediction_and_the_worst(digits3: Path, run: Path) -> None:
+    report = json.loads(_invoke("evaluate", str(run), str(digits3), "--worst", "4", "--no-shift", "--json"))
+    assert len(report["predictions"]) == report["n"] == 36 and len(report["worst"]) == 4
+    losses = sorted((r["loss"] for r in report["predictions"]), reverse=True)
+    assert [r["loss"] for r in report["worst"]] == losses[:4]
+    assert sum(r["correct"] for r in report["predictions"]) / 36 == pytest.approx(report["accuracy"])
+    import csv
+
+    saved = list(csv.DictReader(Path(report["worst_file"]).read_text().splitlines()))
+    assert [r["input"] for r in saved] == [r["input"] for r in report["worst"]]
+    assert Path(report["predictions_file"]).parent.parent == run / "evaluations"
