@@ -17,44 +17,14 @@ def write_metrics(out: Path, history: Sequence[dict[str, Any]]) -> None:
     tmp.replace(out / "metrics.jsonl")
 
 
-def write_plots(out: Path, history: Sequence[dict[str, Any]], final: dict[str, Any], classes: Sequence[str]) -> None:
-    """curves.png (loss and accuracy per epoch) and confusion.png (final validation confusion matrix)."""
-    import matplotlib
+def write_plots(out: Path, history: Sequence[dict[str, Any]], final: dict[str, Any], classes: Sequence[str],
+                baseline: Sequence[dict[str, Any]] | None = None) -> None:
+    """curves.png (per epoch, best epoch marked, scratch baseline overlaid) and confusion.png (see ``plots``)."""
+    from graftzoo.train.plots import write_confusion, write_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        for split in ("train", "val"):
-            values = [row.get(f"{split}_{metric}") for row in history]
-            if any(v is not None for v in values):
-                ax.plot(epochs, values, marker="o", label=split)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=80)
-    plt.close(fig)
-    confusion = final.get("confusion")
-    if confusion:
-        size = max(4.0, 0.4 * len(classes) + 2)
-        fig, ax = plt.subplots(figsize=(size, size))
-        ax.imshow(confusion, cmap="Blues")
-        ticks = range(len(classes))
-        ax.set_xticks(list(ticks), list(classes), rotation=90)
-        ax.set_yticks(list(ticks), list(classes))
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        if len(classes) <= 20:
-            for i, row in enumerate(confusion):
-                for j, v in enumerate(row):
-                    ax.text(j, i, str(v), ha="center", va="center", fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "confusion.png", dpi=80)
-        plt.close(fig)
+    write_curves(out, history, out.name, baseline)
+    if final.get("confusion"):
+        write_confusion(out, final["confusion"], classes, f"{out.name}: validation confusion matrix")
 
 
 def write_card(out: Path, info: dict[str, Any]) -> None:
@@ -122,6 +92,9 @@ def compare_baseline(out: Path, info: dict[str, Any], base: dict[str, Any],
                                  "negative_transfer": gain is not None and gain < 0, "verdict": verdict}}
     write_json_atomic(out / INFO, info)
     write_card(out, info)
+    from graftzoo.train.plots import write_curves
+
+    write_curves(out, info["epochs"], out.name, base.get("epochs"))  # now with the scratch curves overlaid
     if echo is not None:
         echo(verdict)
     return info
