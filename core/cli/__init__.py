@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "push": "graftzoo.cli.push:push_cmd",
     "rank": "graftzoo.cli.rank:rank",
     "adapt": "graftzoo.cli.adapt:adapt",
+    "demo": "graftzoo.cli.demo:demo",
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-FORMATS = ["onnx", "safetensors", "transformers", "timm"]
+FORMATS = ["onnx", "safetensors", "transformers", "timm", "space"]
 
 
 @click.command("export")
@@ -32,9 +32,18 @@ def export(run_dir: Path, fmt: str, out: Path | None, overwrite: bool, as_json: 
                   --backbone-option pooling=pooler); otherwise the export says why and stops.
     timm          model.safetensors + config.json (label_names, pretrained_cfg with the run's
                   preprocessing) for timm.create_model("local-dir:DIR", pretrained=True)
+    space         a Hugging Face Space (Gradio): app.py, requirements.txt pinning graftzoo and the
+                  plugin, README.md with the Spaces metadata, the run's files and examples
     """
     from graftzoo.cli._output import echo_json
 
+    if fmt == "space":
+        path = _space(run_dir, out, overwrite)
+        if as_json:
+            echo_json({"format": fmt, "path": str(path), "files": sorted(p.name for p in path.iterdir())})
+        else:
+            click.echo(f"wrote {path} (run it with: cd {path} && python app.py)")
+        return
     if fmt in ("transformers", "timm"):
         from graftzoo.train.interop import export_interop
         from graftzoo.train.run import load_run
@@ -53,3 +62,29 @@ def export(run_dir: Path, fmt: str, out: Path | None, overwrite: bool, as_json: 
         echo_json({"format": fmt, "path": str(path)})
     else:
         click.echo(f"wrote {path}")
+
+
+def _space(run_dir: Path, out: Path | None, overwrite: bool) -> Path:
+    """Write the Space beside its destination and rename it into place (nothing half-written)."""
+    import shutil
+
+    from graftzoo.demo import require_gradio, write_space
+    from graftzoo.errors import TrainingError
+    from graftzoo.train.run import read_info
+
+    read_info(run_dir)
+    require_gradio()
+    dest = out if out is not None else run_dir / "export" / "space"
+    if dest.exists() and not overwrite:
+        raise TrainingError(f"{dest} already exists; pass --overwrite or --out")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_space(run_dir, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

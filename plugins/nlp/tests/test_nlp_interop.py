@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,33 @@ def test_predict_reads_texts_from_files_only_when_told(tiny_registry: Path, revi
     out = tmp_path / "preds.csv"
     _invoke("predict", str(run), f"@{lines}", "--output", str(out))
     assert out.read_text().splitlines()[0] == "input,label,score,p_neg,p_pos"
+
+
+def test_space_export_serves_a_page_that_agrees_with_predict(tiny_registry: Path, reviews: Path,
+                                                             tmp_path: Path) -> None:
+    from graftzoo.testing import browser
+
+    if browser.chromium_path() is None:
+        pytest.skip("no chromium binary (apt-get install chromium)")
+    run = tmp_path / "run"
+    _invoke("tune", "tiny-bert.test", str(reviews), "--epochs", "3", "--lr", "0.01", "--batch-size", "4",
+            "--out", str(run))
+    space = Path(json.loads(_invoke("export", str(run), "--format", "space", "--out", str(tmp_path / "space"),
+                                    "--json"))["path"])
+    assert {"app.py", "requirements.txt", "README.md", "examples.json", "run"} <= {p.name for p in space.iterdir()}
+    requirements = (space / "requirements.txt").read_text().splitlines()
+    assert requirements[0].startswith("graftzoo[train,demo]==") and requirements[1].startswith("graftzoo-nlp==")
+    assert "sdk: gradio" in (space / "README.md").read_text()
+    assert json.loads((space / "examples.json").read_text())  # validation texts
+    shutil.rmtree(run)  # the Space is self-contained
+    sentence = "the new movie in paris is great"
+    port = browser.free_port()
+    env_port = {"GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    command = ["env", *[f"{k}={v}" for k, v in env_port.items()], sys.executable, "app.py"]
+    with browser.served(command, port, cwd=space) as url, browser.page(url) as tab:
+        tab.get_by_label("text").fill(sentence)
+        tab.get_by_role("button", name="Submit").click()
+        shown = browser.shown_label(tab)
+        tab.screenshot(path=str(tmp_path / "space.png"), full_page=True)
+    expected = json.loads(_invoke("predict", str(space / "run"), sentence, "--json"))[0]["label"]
+    assert shown == expected

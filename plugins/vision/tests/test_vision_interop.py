@@ -156,3 +156,25 @@ def test_evaluate_keeps_every_prediction_and_the_worst(digits3: Path, run: Path)
     saved = list(csv.DictReader(Path(report["worst_file"]).read_text().splitlines()))
     assert [r["input"] for r in saved] == [r["input"] for r in report["worst"]]
     assert Path(report["predictions_file"]).parent.parent == run / "evaluations"
+
+
+def test_demo_page_in_headless_chromium_shows_what_predict_says(digits3: Path, run: Path, tmp_path: Path) -> None:
+    from graftzoo.testing import browser
+
+    if browser.chromium_path() is None:
+        pytest.skip("no chromium binary (apt-get install chromium)")
+    image = sorted(str(p) for p in (digits3 / "2").glob("*.png"))[0]
+    expected = json.loads(_invoke("predict", str(run), image, "--json"))[0]["label"]
+    port = browser.free_port()
+    command = [sys.executable, "-m", "graftzoo", "demo", str(run), "--port", str(port), "--share-dir",
+               str(tmp_path / "uploads")]
+    with browser.served(command, port, cwd=tmp_path) as url, browser.page(url) as tab:
+        assert "mobilenetv2_100.tv_in1k" in tab.inner_text("body")
+        assert tab.locator(".gallery img, button img").count() >= 3  # validation examples, one per class first
+        tab.locator("input[type=file]").first.set_input_files(image)
+        tab.get_by_role("button", name="Submit").click()
+        shown = browser.shown_label(tab)
+        tab.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+    assert shown == expected
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    assert any((tmp_path / "uploads").rglob("*.png"))  # the upload went to --share-dir
