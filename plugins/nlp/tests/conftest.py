@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,20 +94,9 @@ def tiny_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = write_tiny_model(tmp_path / "tiny-bert")
     torch.manual_seed(0)
     AutoModel.from_config(AutoConfig.from_pretrained(directory)).save_pretrained(directory)
-    pins = "\n".join(f'"{p.name}" = "{hashlib.sha256(p.read_bytes()).hexdigest()}"'
-                     for p in sorted(directory.iterdir()) if p.is_file())
-    registry = tmp_path / "registry.toml"
-    registry.write_text(f"""
-[[model]]
-id = "tiny-bert.test"
-modality = "text"
-backbone = "hf-encoder"
-source = "file://{directory}/"
-license = "Apache-2.0"
-[model.files]
-{pins}
-[model.input]
-max_length = 32
-""", encoding="utf-8")
+    from graftzoo.testing.registry_file import pinned_registry
+
+    registry = pinned_registry(tmp_path / "registry.toml", "tiny-bert.test", "text", "hf-encoder", directory,
+                               max_length=32)
     monkeypatch.setenv("GRAFTZOO_REGISTRY", str(registry))
     return directory

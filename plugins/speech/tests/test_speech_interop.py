@@ -9,7 +9,6 @@ probabilities ``graft predict`` gives, for clips of three different lengths.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -63,19 +62,9 @@ def tones(root: Path, lengths: tuple[float, ...] = (0.4, 0.6)) -> Path:
 def _registry(tmp_path: Path, save_tiny_encoder: Callable[[Path, str], Path], monkeypatch: pytest.MonkeyPatch,
               variant: str) -> Path:
     folder = save_tiny_encoder(tmp_path / "tiny-w2v", variant)
-    pins = "\n".join(f'"{p.name}" = "{hashlib.sha256(p.read_bytes()).hexdigest()}"'
-                     for p in sorted(folder.iterdir()) if p.is_file())
-    registry = tmp_path / "registry.toml"
-    registry.write_text(f"""
-[[model]]
-id = "tiny-w2v.test"
-modality = "audio"
-backbone = "hf-audio"
-source = "file://{folder}/"
-license = "Apache-2.0"
-[model.files]
-{pins}
-""", encoding="utf-8")
+    from graftzoo.testing.registry_file import pinned_registry
+
+    registry = pinned_registry(tmp_path / "registry.toml", "tiny-w2v.test", "audio", "hf-audio", folder)
     monkeypatch.setenv("GRAFTZOO_REGISTRY", str(registry))
     return folder
 
