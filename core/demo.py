@@ -31,19 +31,16 @@ def require_gradio() -> None:
 
 def validation_examples(run: Any, n: int = N_EXAMPLES) -> list[str]:
     """Up to ``n`` validation samples (file paths or texts), one per class first; [] if the data is gone."""
-    from graftzoo.data import load_data
-    from graftzoo.train.split import stratified_split
+    from graftzoo.train.plan import evaluation_data
 
-    cfg = run.config
     try:
-        data = load_data(cfg.data, modality=run.entry.modality, format=cfg.format, **cfg.data_options)
+        data = evaluation_data(run, run.config.data, split="val")
     except GraftError:
         return []
-    if data.task != "classification" or data.fingerprint() != run.info["data"]["fingerprint"]:
+    if data.task != "classification":
         return []
-    _, val_idx = stratified_split(data.labels, cfg.val_split, cfg.seed)
-    usable = [i for i in val_idx if isinstance(data.samples[i], str)
-              and (run.entry.modality == "text" or Path(data.samples[i]).is_file())]
+    usable = [i for i, s in enumerate(data.samples)
+              if isinstance(s, str) and (run.entry.modality == "text" or Path(s).is_file())]
     first: dict[str, int] = {}
     for i in usable:
         first.setdefault(str(data.labels[i]), i)

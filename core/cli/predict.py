@@ -68,7 +68,7 @@ def predict(run_dir: Path, inputs: tuple[str, ...], top: int, batch_size: int, o
 
 
 def _classify(run: Any, samples: list[str], batch_size: int, top: int) -> list[dict[str, Any]]:
-    from graftzoo.train.evaluation import classify
+    from graftzoo.train.inference import classify
 
     probs = classify(run.model, samples, batch_size, progress=True).softmax(-1)
     results = []

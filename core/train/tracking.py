@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from graftzoo.errors import TrainingError
+from graftzoo.errors import OptionError
 
 #: tracker -> (module that must import, what to install: a graftzoo extra or the package itself)
 TRACKERS = {"tensorboard": ("tensorboard", "'graftzoo[tensorboard]'"), "mlflow": ("mlflow", "'graftzoo[mlflow]'"),
@@ -47,15 +47,15 @@ def resolve_trackers(spec: str | Sequence[str] | None) -> list[str]:
     if "all" in names:
         found = [n for n in TRACKERS if _installed(n)]
         if not found:
-            raise TrainingError("--log-with all: no tracker is installed; pip install 'graftzoo[tensorboard]' "
+            raise OptionError("--log-with all: no tracker is installed; pip install 'graftzoo[tensorboard]' "
                                 "or 'graftzoo[mlflow]'")
         return found
     unknown = [n for n in names if n not in TRACKERS]
     if unknown:
-        raise TrainingError(f"--log-with: unknown tracker {unknown[0]!r}; use {', '.join(TRACKERS)} or all")
+        raise OptionError(f"--log-with: unknown tracker {unknown[0]!r}; use {', '.join(TRACKERS)} or all")
     for name in names:
         if not _installed(name):
-            raise TrainingError(f"--log-with {name}: the {TRACKERS[name][0]!r} package is not installed; "
+            raise OptionError(f"--log-with {name}: the {TRACKERS[name][0]!r} package is not installed; "
                                 f"pip install {TRACKERS[name][1]}")
     return list(dict.fromkeys(names))
 

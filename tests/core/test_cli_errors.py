@@ -69,6 +69,16 @@ def bad_inputs(run: Path, tmp: Path) -> list[list[str]]:
         ["rank", "tinydigits", "--models", "nosuch.model"],
         ["adapt", str(run), str(text), "--method", "adabn"],
         ["adapt", str(tmp), "tinydigits", "--method", "adabn"],
+        ["tune", "--config", str(tmp / "missing.toml")],
+        ["tune", "--config", str(text)],
+        ["tune", "tinycnn.test", "tinydigits", "--log-with", "nosuch"],
+        ["predict", str(run), f"@{tmp / 'missing.txt'}"],
+        ["predict", str(run), str(tmp), "--output", str(tmp / "out.xlsx")],
+        ["export", str(run), "--format", "transformers"],
+        ["export", str(run), "--format", "timm"],
+        ["evaluate", str(run), "tinydigits", "--worst", "-1"],
+        ["demo", str(tmp)],
+        ["demo", str(run), "--port", "0"],
     ]
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.api import Backbone, OptionError, PluginError, RegistryError
+from graftzoo.api import Backbone, OptionError, PluginError, RegistryError, TrainingError
 from graftzoo_vision import images
 from graftzoo_vision.weights import load_pretrained
 
