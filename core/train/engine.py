@@ -301,7 +301,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 if self.config.log_with:
-                    tracking.log_step(self.accelerator, self.step, float(loss), self.optimizer)
+                    tracking.log_step(self.accelerator, self.step, float(loss.detach()), self.optimizer)
                 with torch.no_grad():
                     valid = fy != -100
                     n = valid.sum()
