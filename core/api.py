@@ -37,6 +37,7 @@ from graftzoo.sources import fetch, load_state_dict
 
 if TYPE_CHECKING:
     from graftzoo.train.backbone import Backbone
+    from graftzoo.train.interop import Exported, LinearHead, label_maps
     from graftzoo.train.model import GraftModel
     from graftzoo.train.policies import FreezePolicy, set_trainable
     from graftzoo.train.tagging import split_words
@@ -49,6 +50,9 @@ _LAZY = {
     "FreezePolicy": "graftzoo.train.policies",
     "set_trainable": "graftzoo.train.policies",
     "split_words": "graftzoo.train.tagging",
+    "Exported": "graftzoo.train.interop",
+    "LinearHead": "graftzoo.train.interop",
+    "label_maps": "graftzoo.train.interop",
 }
 
 __all__ = [
@@ -56,10 +60,12 @@ __all__ = [
     "Backbone",
     "ChecksumError",
     "DataError",
+    "Exported",
     "FreezePolicy",
     "GraftError",
     "GraftModel",
     "LabelledData",
+    "LinearHead",
     "ModelEntry",
     "OptionError",
     "PluginError",
@@ -71,6 +77,7 @@ __all__ = [
     "fetch",
     "hookimpl",
     "is_class_folder",
+    "label_maps",
     "load_state_dict",
     "parse_registry_file",
     "parse_source",

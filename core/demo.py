@@ -39,8 +39,8 @@ def validation_examples(run: Any, n: int = N_EXAMPLES) -> list[str]:
         return []
     if data.task != "classification":
         return []
-    usable = [i for i, s in enumerate(data.samples)
-              if isinstance(s, str) and (run.entry.modality == "text" or Path(s).is_file())]
+    texts = _takes_text(run.entry.modality)
+    usable = [i for i, s in enumerate(data.samples) if isinstance(s, str) and (texts or Path(s).is_file())]
     first: dict[str, int] = {}
     for i in usable:
         first.setdefault(str(data.labels[i]), i)
@@ -48,12 +48,20 @@ def validation_examples(run: Any, n: int = N_EXAMPLES) -> list[str]:
     return [data.samples[i] for i in order[:n]]
 
 
+def _takes_text(modality: str) -> bool:
+    from graftzoo.registry import modality_meta
+
+    return modality_meta(modality).get("inputs") == "text"
+
+
 def _input_component(gr: Any, modality: str) -> Any:
+    if _takes_text(modality):
+        return gr.Textbox(label="text", lines=3, placeholder="Type a sentence")
     if modality == "vision":
         return gr.Image(type="filepath", label="image")
     if modality == "audio":
         return gr.Audio(type="filepath", sources=["upload", "microphone"], label="audio")
-    return gr.Textbox(label="text", lines=3, placeholder="Type a sentence")
+    return gr.File(type="filepath", label=f"{modality} file")  # a plugin's modality: its files as they are
 
 
 def build_demo(run_dir: str | Path, examples: list[str] | None = None, top: int = 5) -> Any:
@@ -88,7 +96,7 @@ def build_demo(run_dir: str | Path, examples: list[str] | None = None, top: int 
             shown = gr.HighlightedText(label="entities") if token else gr.Label(num_top_classes=top, label="prediction")
         button = gr.Button("Submit", variant="primary")
         button.click(predict, inputs=source, outputs=shown, api_name="predict")
-        if run.entry.modality == "text":
+        if _takes_text(run.entry.modality):
             source.submit(predict, inputs=source, outputs=shown)
         if chosen:
             gr.Examples(examples=[[e] for e in chosen], inputs=source)
@@ -131,7 +139,7 @@ RUN_FILES = ("graft.json", "model.safetensors", "README.md", "extra")
 
 
 def plugin_distribution(run: Any) -> str | None:
-    """The installed distribution that provides the run's backbone adapter (e.g. graftzoo-vision)."""
+    """The installed distribution that provides the run's backbone adapter (a plugin distribution)."""
     import importlib.metadata
 
     from graftzoo.plugins import get_plugins
@@ -165,7 +173,7 @@ def write_space(run_dir: str | Path, out: Path) -> Path:
             shutil.copytree(src, out / "run" / name)
         elif src.is_file():
             shutil.copy2(src, out / "run" / name)
-    files = run.entry.modality != "text"
+    files = not _takes_text(run.entry.modality)
     examples = validation_examples(run)
     if files:
         (out / "examples").mkdir()

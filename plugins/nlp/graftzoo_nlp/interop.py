@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from graftzoo.errors import TrainingError
+from graftzoo.api import TrainingError
 
 if TYPE_CHECKING:
-    from graftzoo.train.interop import Exported, LinearHead
+    from graftzoo.api import Exported, LinearHead
     from graftzoo_nlp.backbone import HFEncoder
 
 PROBE = ["a short text", "and a somewhat longer sentence of several words to pad the other one"]
@@ -51,7 +51,7 @@ def export_transformers(encoder: HFEncoder, out: Path, head: LinearHead, labels:
     """Write ``encoder`` + ``head`` as a transformers classification model with its tokenizer into ``out``."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from graftzoo.train.interop import Exported, label_maps
+    from graftzoo.api import Exported, label_maps
 
     token = task == "token-classification"
     model_type = str(encoder.model.config.model_type)

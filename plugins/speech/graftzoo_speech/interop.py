@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from graftzoo.errors import TrainingError
+from graftzoo.api import TrainingError
 
 if TYPE_CHECKING:
-    from graftzoo.train.interop import Exported, LinearHead
+    from graftzoo.api import Exported, LinearHead
     from graftzoo_speech.wav2vec import AudioEncoder
 
 SNIPPET = """import soundfile
@@ -38,7 +38,7 @@ def export_transformers(encoder: AudioEncoder, out: Path, head: LinearHead, labe
     """Write ``encoder`` + ``head`` as an audio classification model + feature extractor into ``out``."""
     from transformers import AutoModelForAudioClassification
 
-    from graftzoo.train.interop import Exported, label_maps
+    from graftzoo.api import Exported, label_maps
 
     if task != "classification":
         raise TrainingError(f"an audio classification export needs a classification run, not {task}")

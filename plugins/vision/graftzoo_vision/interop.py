@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import TrainingError
+from graftzoo.api import TrainingError
 
 if TYPE_CHECKING:
-    from graftzoo.train.interop import Exported, LinearHead
+    from graftzoo.api import Exported, LinearHead
 
 SNIPPET = """import timm, torch
 from PIL import Image
@@ -44,7 +44,7 @@ def export_timm(network: nn.Module, prep: dict[str, Any], out: Path, head: Linea
     """Write ``network`` (a timm model, classifier removed) with ``head`` as its classifier into ``out``."""
     from timm.models import save_for_hf
 
-    from graftzoo.train.interop import Exported
+    from graftzoo.api import Exported
 
     if task != "classification":
         raise TrainingError(f"a timm export holds an image classifier; this run is {task}")
