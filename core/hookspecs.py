@@ -28,7 +28,8 @@ class RegisterModality(Protocol):
 
 class RegisterBackbone(Protocol):
     def __call__(self, name: str, factory: Target, *, modality: str, description: str = "",
-                 hub_libraries: Sequence[str] = (), hub_tasks: Sequence[str] = ()) -> None: ...
+                 hub_libraries: Sequence[str] = (), hub_tasks: Sequence[str] = (),
+                 hub_entry: Target | None = None) -> None: ...
 
 
 class RegisterHead(Protocol):
@@ -65,7 +66,7 @@ def register_modalities(register: RegisterModality) -> None:
 
 @hookspec
 def register_backbones(register: RegisterBackbone) -> None:
-    """Register backbone adapters: register(name, factory, modality=..., description=..., hub_libraries=...)."""
+    """Register backbone adapters: register(name, factory, modality=..., hub_libraries=..., hub_entry=...)."""
 
 
 @hookspec

@@ -8,6 +8,7 @@ catalogue is caught where it is written rather than when a download fails.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -44,6 +45,7 @@ _FIELDS = {
     "arch": "architecture name for the adapter (default: the part of id before the dot)",
     "description": "one line for people",
     "num_classes": "classes of the original pretrained head, if any",
+    "overrides": "true when this entry deliberately replaces one of the same id in an earlier registry layer",
 }
 _REQUIRED = ("id", "modality", "backbone", "source", "license")
 
@@ -102,6 +104,7 @@ class ModelEntry:
     arch: str = ""
     description: str = ""
     num_classes: int | None = None
+    overrides: bool = False
     origin: str = ""  # the file or plugin it came from, for messages
 
     @property
@@ -131,6 +134,7 @@ class ModelEntry:
             "config": dict(self.config),
             "description": self.description,
             "num_classes": self.num_classes,
+            "overrides": self.overrides,
             "origin": self.origin,
         }
 
@@ -202,6 +206,7 @@ def entry_from_dict(data: Mapping[str, Any], origin: str, index: int | None = No
         arch=data.get("arch", ""),
         description=data.get("description", ""),
         num_classes=num_classes,
+        overrides=bool(data.get("overrides", False)),
         origin=origin,
     )
 
@@ -247,6 +252,8 @@ def _check_optional_fields(data: Mapping[str, Any], fail: Callable[[str, str], R
     num_classes = data.get("num_classes")
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
         raise fail("num_classes", "must be a positive integer")
+    if not isinstance(data.get("overrides", False), bool):
+        raise fail("overrides", "must be true or false")
 
 
 def parse_registry_file(path: Path) -> list[ModelEntry]:
@@ -281,16 +288,34 @@ def parse_registry_document(path: Path) -> tuple[list[ModelEntry], dict[str, str
     return [entry_from_dict(raw, str(path), i) for i, raw in enumerate(models)], dict(adapters)
 
 
-def default_registry_paths() -> list[Path]:
-    """``GRAFTZOO_REGISTRY`` (os.pathsep-separated) or the catalogue shipped with graftzoo."""
-    env = os.environ.get("GRAFTZOO_REGISTRY")
-    if env:
-        return [Path(p) for p in env.split(os.pathsep) if p]
+def catalogue_paths() -> list[Path]:
+    """The catalogue shipped with graftzoo (none with ``GRAFTZOO_NO_CATALOGUE=1``)."""
+    if os.environ.get("GRAFTZOO_NO_CATALOGUE", "").strip() in ("1", "true", "yes"):
+        return []
     here = Path(__file__).resolve().parent
     for candidate in (here / "registry.toml", here.parent / "registry.toml"):
         if candidate.is_file():
             return [candidate]
     return []
+
+
+def user_registry_path() -> Path:
+    """The user's own registry, where ``graft add`` writes: ``$GRAFTZOO_HOME/registry.toml``."""
+    from graftzoo.home import graftzoo_home
+
+    return graftzoo_home() / "registry.toml"
+
+
+def extra_registry_paths() -> list[Path]:
+    """``GRAFTZOO_REGISTRY`` (os.pathsep-separated) and ``graft --registry FILE`` files, the last layers."""
+    env = os.environ.get("GRAFTZOO_REGISTRY")
+    return [Path(p) for p in env.split(os.pathsep) if p] if env else []
+
+
+def default_registry_paths() -> list[Path]:
+    """Every registry file, in layer order: the shipped catalogue, the user registry, then GRAFTZOO_REGISTRY."""
+    user = user_registry_path()
+    return catalogue_paths() + ([user] if user.is_file() else []) + extra_registry_paths()
 
 
 class Registry:
@@ -306,12 +331,12 @@ class Registry:
             self.add(entry)
 
     def add(self, entry: ModelEntry) -> None:
-        """Add one entry; raise ``RegistryError`` naming both origins on a duplicate id."""
-        if entry.id in self._entries:
+        """Add one entry; a duplicate id is a ``RegistryError`` naming both origins unless the entry ``overrides``."""
+        if entry.id in self._entries and not entry.overrides:
             first = self._entries[entry.id].origin
             raise RegistryError(
                 f"{entry.origin}: entry {entry.id!r}, field 'id': duplicate id, already defined in {first}; "
-                "rename one of them"
+                "rename one of them, or set 'overrides = true' in the later one to replace it on purpose"
             )
         self._entries[entry.id] = entry
 
@@ -347,33 +372,102 @@ class Registry:
 
 
 def load_registry(paths: Iterable[Path] | None = None, plugins: bool = True) -> Registry:
-    """The catalogue: registry files, then entries registered by plugins.
+    """The catalogue, in layers: the shipped catalogue, plugins' entries, the user registry, GRAFTZOO_REGISTRY.
 
-    A plugin's entry that does not validate (or whose id is taken) is left out
-    and listed in ``Registry.problems``; a broken registry file is an error.
+    With ``paths``, those files then the plugins' entries. A later layer may
+    replace an id only when its entry says ``overrides = true``; otherwise two
+    definitions of one id are an error naming both files. A plugin's entry that
+    does not validate (or whose id is taken) is left out and listed in
+    ``Registry.problems``; a broken registry file is an error.
     """
     registry = Registry()
-    for path in default_registry_paths() if paths is None else paths:
-        entries, adapters = parse_registry_document(Path(path))
+    if paths is not None:
+        _add_files(registry, paths)
+        if plugins:
+            _add_plugin_entries(registry)
+        return registry
+    _add_files(registry, catalogue_paths())
+    if plugins:
+        _add_plugin_entries(registry)
+    user = user_registry_path()
+    _add_files(registry, ([user] if user.is_file() else []) + extra_registry_paths())
+    return registry
+
+
+def _add_files(registry: Registry, paths: Iterable[Path]) -> None:
+    from graftzoo.registry_cache import cached_document
+
+    for path in paths:
+        entries, adapters = cached_document(Path(path), parse_registry_document)
         for entry in entries:
             registry.add(entry)
         registry.adapter_sources.update(adapters)
-    if plugins:
-        from graftzoo.plugins import get_plugins
 
-        manager = get_plugins()
-        for plugin_name, raw in manager.models():
-            origin = f"plugin {plugin_name!r}"
-            try:
-                if isinstance(raw, ModelEntry):
-                    entry = raw if raw.origin else replace(raw, origin=origin)
-                elif isinstance(raw, Mapping):
-                    entry = entry_from_dict(raw, origin)
-                else:
-                    got = type(raw).__name__
-                    raise RegistryError(f"{origin}: register_models got {got}; pass a dict or ModelEntry")
-                registry.add(entry)
-            except RegistryError as exc:
-                # A plugin's bad entry is that plugin's problem: keep the rest of the zoo, say it in 'graft plugins'.
-                registry.problems.append((plugin_name, str(exc)))
-    return registry
+
+def _add_plugin_entries(registry: Registry) -> None:
+    from graftzoo.plugins import get_plugins
+
+    for plugin_name, raw in get_plugins().models():
+        origin = f"plugin {plugin_name!r}"
+        try:
+            if isinstance(raw, ModelEntry):
+                entry = raw if raw.origin else replace(raw, origin=origin)
+            elif isinstance(raw, Mapping):
+                entry = entry_from_dict(raw, origin)
+            else:
+                got = type(raw).__name__
+                raise RegistryError(f"{origin}: register_models got {got}; pass a dict or ModelEntry")
+            registry.add(entry)
+        except RegistryError as exc:
+            # A plugin's bad entry is that plugin's problem: keep the rest of the zoo, say it in 'graft plugins'.
+            registry.problems.append((plugin_name, str(exc)))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def entry_toml(entry: ModelEntry) -> str:
+    """One ``[[model]]`` table for ``entry`` (the fields it sets), as ``parse_registry_document`` reads it."""
+    data = entry.to_dict()
+    data.pop("origin")
+    if not entry.arch:
+        data.pop("arch")
+    lines = ["[[model]]"]
+    for key, value in data.items():
+        if key not in ("files", "input", "config") and value not in (None, "", [], False):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for table in ("files", "input", "config"):
+        if data[table]:
+            lines.append(f"[model.{table}]")
+            lines += [f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in data[table].items()]
+    return "\n".join(lines) + "\n"
+
+
+def append_entry(path: Path, entry: ModelEntry) -> None:
+    """Append ``entry`` to a registry file, atomically; the result is parsed before it replaces the file."""
+    import tempfile
+
+    old = path.read_text(encoding="utf-8") if path.is_file() else (
+        "# Graftzoo user registry: entries pinned with 'graft add' (fields: see 'graft info ID').\n")
+    text = old + ("" if old.endswith("\n") or not old else "\n") + "\n" + entry_toml(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        parse_registry_document(Path(tmp))  # nothing half-written: a file we cannot read back is not kept
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -19,6 +19,7 @@ from graftzoo.errors import GraftError
 COMMANDS: dict[str, str] = {
     "list": "graftzoo.cli.list_cmd:list_cmd",
     "info": "graftzoo.cli.info:info",
+    "add": "graftzoo.cli.add:add",
     "plugins": "graftzoo.cli.plugins_status:plugins_cmd",
     "plugin": "graftzoo.cli.plugin_author:plugin",
     "install": "graftzoo.cli.install:install",
@@ -72,7 +73,9 @@ class GraftGroup(click.Group):
 
 @click.group(cls=GraftGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="graftzoo", prog_name="graft")
-def cli() -> None:
+@click.option("--registry", "registries", multiple=True, metavar="FILE",
+              help="Add a registry file as the last layer (repeatable; like GRAFTZOO_REGISTRY).")
+def cli(registries: tuple[str, ...]) -> None:
     """Graftzoo: pull pretrained models and fine-tune them on your data.
 
     \b
@@ -82,7 +85,17 @@ def cli() -> None:
       graft tune mobilenetv2_100.tv_in1k digits --policy frozen
       graft evaluate runs/<run> digits      held-out metrics of a run
       graft plugins                         installed plugins and their status
+      graft info hf://ORG/REPO              a hub model: license, size, files, adapter
+      graft add hf://ORG/REPO               pin it into your registry
+
+    Registries are layered: the shipped catalogue, plugins' entries, your
+    $GRAFTZOO_HOME/registry.toml, then GRAFTZOO_REGISTRY / --registry files.
     """
+    if registries:
+        import os
+
+        earlier = [p for p in os.environ.get("GRAFTZOO_REGISTRY", "").split(os.pathsep) if p]
+        os.environ["GRAFTZOO_REGISTRY"] = os.pathsep.join([*earlier, *registries])
 
 
 def main(argv: list[str] | None = None) -> None:

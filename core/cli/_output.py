@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
 from graftzoo.tables import format_table
 
-__all__ = ["ModalityChoice", "echo_json", "format_table", "warn_plugin_problems"]
+__all__ = ["ModalityChoice", "echo_json", "format_table", "output_location", "run_location", "warn_plugin_problems"]
 
 
 def echo_json(data: Any) -> None:
@@ -42,3 +43,28 @@ def warn_plugin_problems(registry_problems: Sequence[tuple[str, str]] = ()) -> N
     if broken:
         click.echo(f"Warning: plugin(s) {', '.join(broken)} have problems, so some of what they provide is missing; "
                    "'graft plugins' shows them", err=True)
+
+
+def run_location(run: str) -> Path:
+    """A run directory, or a pushed run ``hf://ORG/REPO[@REV]`` downloaded (verified) into the hub cache."""
+    if not run.startswith("hf://"):
+        return Path(run)
+    from graftzoo.errors import SourceError
+    from graftzoo.sources.hubref import resolve_ref
+
+    resolved = resolve_ref(run)
+    if resolved.run_dir is None:
+        raise SourceError(f"{run} is a model, not a run published with 'graft push'; tune it first "
+                          f"('graft tune {run} DATA')")
+    return resolved.run_dir
+
+
+def output_location(run: str, run_dir: Path) -> Path:
+    """Where files about a run are written: the run directory, or for a pushed run (whose files are the hub
+    cache's) ``$GRAFTZOO_HOME/hub-runs/ORG--REPO/COMMIT``."""
+    if not run.startswith("hf://"):
+        return run_dir
+    from graftzoo.home import graftzoo_home
+    from graftzoo.sources.hubref import parse_ref
+
+    return graftzoo_home() / "hub-runs" / parse_ref(run)[0].replace("/", "--") / run_dir.name

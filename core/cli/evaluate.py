@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 
 @click.command("evaluate")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir")
 @click.argument("data")
 @click.option("--split", type=click.Choice(["all", "val"]), default="all", show_default=True,
               help="val: only the run's held-out split (DATA must be the data the run trained on).")
@@ -20,22 +18,25 @@ import click
 @click.option("--worst", "n_worst", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the highest-loss samples to show and keep in worst.csv.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (confusion matrix, every prediction, the worst).")
-def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip_bad: bool, batch_size: int,
+def evaluate(run_dir: str, data: str, split: str, data_format: str | None, skip_bad: bool, batch_size: int,
              shift: bool, n_worst: int, as_json: bool) -> None:
     """Evaluate the run in RUN_DIR on DATA: accuracy, loss, n, macro-F1 (entity F1 for token tasks).
+
+    RUN_DIR may be a run published with 'graft push': hf://ORG/REPO[@REVISION].
 
     For classification it also reports per-class metrics, calibration (expected
     calibration error) and how far DATA is from the training data in the
     backbone's feature space, with a warning in plain words when it is far.
     Every sample's prediction goes to RUN_DIR/evaluations/<data>-<split>/
-    predictions.csv and the highest-loss ones to worst.csv there.
+    predictions.csv and the highest-loss ones to worst.csv there (for a
+    pushed run, under $GRAFTZOO_HOME/hub-runs/ORG--REPO/COMMIT/ instead).
     """
-    from graftzoo.cli._output import echo_json
+    from graftzoo.cli._output import echo_json, output_location, run_location
     from graftzoo.train.build import check_contract
     from graftzoo.train.plan import evaluation_data
     from graftzoo.train.run import load_run
 
-    run = load_run(run_dir)
+    run = load_run(run_location(run_dir))
     dataset = evaluation_data(run, data, split, data_format, skip_bad)
     check_contract(run.model, dataset.samples[:2], run.entry, len(run.classes), run.config.adapter_options())
     if run.task == "classification":
@@ -48,7 +49,7 @@ def evaluate(run_dir: Path, data: str, split: str, data_format: str | None, skip
     if rows is not None:
         from graftzoo.diagnostics.samples import save_evaluation
 
-        metrics.update(save_evaluation(run.path, data, split, rows, n_worst))
+        metrics.update(save_evaluation(output_location(run_dir, run.path), data, split, rows, n_worst))
         if as_json:
             metrics["predictions"] = rows
     metrics = {"run": str(run_dir), "data": data, "split": split, **metrics}

@@ -18,9 +18,14 @@ from graftzoo.registry import load_registry
 def info(model_id: str | None, head: str | None, policy: str | None, as_json: bool) -> None:
     """Show everything the registry knows about MODEL_ID (or a head's or policy's options).
 
+    For a hub reference hf://ORG/REPO[@REVISION], show what the hub says:
+    license, size, files (with sha256), the adapter that loads it and the
+    entry 'graft add' would write; only small metadata files are downloaded.
+
     \b
     Examples:
       graft info mobilenetv2_100.tv_in1k
+      graft info hf://timm/resnet18.a1_in1k
       graft info --head mlp          options for 'graft tune --head-option KEY=VALUE'
       graft info --policy top-k      options for 'graft tune --policy-option KEY=VALUE'
     """
@@ -29,6 +34,11 @@ def info(model_id: str | None, head: str | None, policy: str | None, as_json: bo
         return
     if model_id is None:
         raise click.UsageError("give a MODEL_ID, --head NAME or --policy NAME")
+    if model_id.startswith("hf://"):
+        from graftzoo.cli.info_hub import hub_info
+
+        hub_info(model_id, as_json)
+        return
     entry = load_registry().get(model_id)
     data = entry.to_dict()
     from graftzoo.plugins import get_plugins

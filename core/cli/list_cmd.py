@@ -15,28 +15,51 @@ from graftzoo.registry import load_registry
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 @click.option("--hub", "hub_query", metavar="QUERY",
               help="Search the hub (HF_ENDPOINT) for models an installed adapter can load; * marks registry ones.")
+@click.option("--sort", type=click.Choice(["downloads", "likes", "name"]), default=None,
+              help="--hub: order of the results (default: the hub's relevance).")
 def list_cmd(modality: str | None, task: str | None, license_: str | None, as_json: bool,
-             hub_query: str | None) -> None:
+             hub_query: str | None, sort: str | None) -> None:
     """List the models in the registry and in installed plugins.
 
-    Nothing is downloaded and no deep-learning library is imported: this is
-    instant even with every plugin installed. With --hub, the hub is searched
-    instead (huggingface_hub is imported only then).
+    Each row says where the entry came from (catalogue, plugin, your
+    registry, a --registry file) and whether its weights are usable now:
+    installed, cached, local, or needs network. Nothing is downloaded and no
+    deep-learning library is imported. With --hub, the hub is searched
+    instead (huggingface_hub is imported only then); --task and --modality
+    then filter the hub's results.
     """
     if hub_query is not None:
         from graftzoo.cli.list_hub import list_hub
 
-        list_hub(hub_query, as_json)
+        list_hub(hub_query, as_json, task=task, modality=modality, sort=sort)
         return
+    from graftzoo.sources.availability import availability
+
     registry = load_registry()
     warn_plugin_problems(registry.problems)
     entries = registry.filter(modality=modality, task=task, license=license_)
     if as_json:
         keys = ("id", "modality", "backbone", "source", "license", "tasks", "pretrained_on", "origin")
-        echo_json([{k: v for k, v in e.to_dict().items() if k in keys} for e in entries])
+        echo_json([{**{k: v for k, v in e.to_dict().items() if k in keys}, "weights": availability(e)}
+                   for e in entries])
         return
     if not entries:
         click.echo("No models match.", err=True)
         return
-    rows = [[e.id, e.modality, e.backbone, e.license, ",".join(e.tasks), e.source] for e in entries]
-    click.echo(format_table(["id", "modality", "backbone", "license", "tasks", "source"], rows))
+    rows = [[e.id, e.modality, e.backbone, e.license, availability(e), _origin(e.origin), e.source] for e in entries]
+    click.echo(format_table(["id", "modality", "backbone", "license", "weights", "from", "source"], rows))
+
+
+def _origin(origin: str) -> str:
+    """Where an entry came from, short: catalogue, user, plugin 'x', or the file."""
+    from pathlib import Path
+
+    from graftzoo.registry import catalogue_paths, user_registry_path
+
+    if origin.startswith("plugin "):
+        return origin
+    if origin in {str(p) for p in catalogue_paths()}:
+        return "catalogue"
+    if Path(origin) == user_registry_path():
+        return "user"
+    return origin

@@ -9,7 +9,7 @@ import click
 
 
 @click.command("predict")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Probabilities shown per input.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -20,9 +20,9 @@ import click
 @click.option("--text-column", default="text", show_default=True, help="Text column of @FILE.csv / @FILE.jsonl.")
 @click.option("--path-column", default="path", show_default=True, help="Path column of FILE.csv / FILE.jsonl.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict(run_dir: Path, inputs: tuple[str, ...], top: int, batch_size: int, output: Path | None,
+def predict(run_dir: str, inputs: tuple[str, ...], top: int, batch_size: int, output: Path | None,
             literal_texts: bool, text_column: str, path_column: str, as_json: bool) -> None:
-    """Predict with the run in RUN_DIR.
+    """Predict with the run in RUN_DIR (or a run published with 'graft push': hf://ORG/REPO[@REVISION]).
 
     \b
     INPUTS, for image and audio models: files, directories (their media files,
@@ -38,12 +38,12 @@ def predict(run_dir: Path, inputs: tuple[str, ...], top: int, batch_size: int, o
       graft predict runs/reviews @new_reviews.csv --text-column body --output preds.jsonl
       graft predict runs/reviews "what a great film" "not worth it"
     """
-    from graftzoo.cli._output import echo_json
+    from graftzoo.cli._output import echo_json, run_location
     from graftzoo.cli.predict_inputs import resolve_inputs, write_predictions
     from graftzoo.registry import modality_meta
     from graftzoo.train.run import load_run
 
-    run = load_run(run_dir)
+    run = load_run(run_location(run_dir))
     texts = modality_meta(run.entry.modality).get("inputs") == "text"
     samples = resolve_inputs(inputs, run.entry.modality, texts, text_column, path_column, literal_texts)
     if output is not None and output.suffix.lower() not in (".csv", ".jsonl"):

@@ -22,6 +22,9 @@ def pull_cmd(model_id: str | None, revision: str | None, force: bool, lock_path:
              locked_path: Path | None) -> None:
     """Download MODEL_ID's weights (if needed), verify their sha256 and print the local path.
 
+    MODEL_ID may be a hub reference hf://ORG/REPO[@REVISION]: only the files
+    its adapter needs are downloaded, pinned to the resolved commit.
+
     \b
     graft pull mobilenetv2_100.tv_in1k
     graft pull mobilenetv2_100.tv_in1k --lock graft.lock
@@ -40,7 +43,13 @@ def pull_cmd(model_id: str | None, revision: str | None, force: bool, lock_path:
         return
     if model_id is None:
         raise click.UsageError("give a MODEL_ID (see 'graft list'), or --locked LOCKFILE")
-    fetched = pull(registry.get(model_id), revision=revision, force=force)
+    if model_id.startswith("hf://"):
+        from graftzoo.sources.hubref import resolve_ref
+
+        entry = resolve_ref(model_id).entry
+    else:
+        entry = registry.get(model_id)
+    fetched = pull(entry, revision=revision, force=force)
     if lock_path is not None:
         lockfile.record_lock(lock_path, [fetched])
     click.echo(str(fetched.path))

@@ -73,6 +73,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
               help="An option of the freeze policy itself (see 'graft info --policy NAME'); repeatable.")
 @click.option("--pretrained/--no-pretrained", default=True, show_default=True,
               help="Start from the pretrained weights, or from random initialisation.")
+@click.option("--init-head", is_flag=True,
+              help="With MODEL a run pushed with 'graft push' (hf://ORG/REPO): start from its head too (same labels).")
 @click.option("--baseline", type=click.Choice(["scratch"]), default=None,
               help="Also train from scratch with the same budget and report the transfer gain.")
 @click.option("--log-with", "log_with", multiple=True, metavar="TRACKERS",
@@ -91,8 +93,15 @@ def tune(model: str | None, data: str | None, data_override: str | None, resume:
     """Fine-tune MODEL on DATA (a path, or a registered dataset name) and write a run directory.
 
     \b
+    MODEL is a registry id ('graft list'), a hub model hf://ORG/REPO[@REVISION]
+    (resolved, pinned to a commit and verified: 'graft info hf://...' first),
+    or a run published with 'graft push', whose fine-tuned backbone is the start.
+
+    \b
     Examples:
       graft tune mobilenetv2_100.tv_in1k digits --policy frozen --image-size 64
+      graft tune hf://timm/resnet18.a1_in1k photos/ --policy top-k --unfreeze 1
+      graft tune hf://me/my-run new-photos/ --init-head
       graft tune mobilenetv2_100.tv_in1k photos/ --policy top-k --unfreeze 2 --lr-decay 0.5
       graft tune --resume runs/mobilenetv2_100.tv_in1k-top-k-20260101-120000
       graft tune --config recipe.toml --epochs 20         (flags override the file)
@@ -130,7 +139,8 @@ def tune(model: str | None, data: str | None, data_override: str | None, resume:
             config = dataclasses.replace(config, **{k: v for k, v in extra.items() if k != "data_options"})
             config.data_options = {**extra.get("data_options", {}), **config.data_options}
         if out is None:
-            out = Path("runs") / f"{model}-{config.policy}-{time.strftime('%Y%m%d-%H%M%S')}"
+            name = model.removeprefix("hf://").replace("/", "--").replace("@", "-")
+            out = Path("runs") / f"{name}-{config.policy}-{time.strftime('%Y%m%d-%H%M%S')}"
         target = out  # train() checks it, then plans the run: everything is validated before anything is written
         info = _interruptible(lambda: train(config, target, overwrite=overwrite, echo=echo))
     if as_json:

@@ -11,8 +11,21 @@ from graftzoo.sources._hf import endpoint, offline, retrying, token
 
 RUN_FILES = ("model.safetensors", "graft.json", "README.md")
 
+def _extra_files(run_dir: Path) -> list[str]:
+    """The run's copies of its backbone's extra files (config, tokenizer): a pushed run rebuilds from them."""
+    import json
+
+    info = json.loads((run_dir / "graft.json").read_text(encoding="utf-8"))
+    out = []
+    for rel in info.get("extra_files", {}).values():
+        path = run_dir / rel
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        out += [p.relative_to(run_dir).as_posix() for p in files if p.is_file()]
+    return out
+
+
 def push(run_dir: Path, repo_id: str, private: bool = False) -> str:
-    """Upload a run (model.safetensors, graft.json, README.md) to ``repo_id``; return the commit URL."""
+    """Upload a run (model.safetensors, graft.json, README.md, extra/) to ``repo_id``; return the commit URL."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     run_dir = Path(run_dir)
@@ -27,7 +40,8 @@ def push(run_dir: Path, repo_id: str, private: bool = False) -> str:
     api = HfApi(endpoint=endpoint(), token=token())
     where = f"push to {endpoint()}/{repo_id}"
     retrying(lambda: api.create_repo(repo_id, private=private, exist_ok=True), where)
-    ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(run_dir / name)) for name in RUN_FILES]
+    names = list(RUN_FILES) + _extra_files(run_dir)
+    ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(run_dir / name)) for name in names]
     info = retrying(lambda: api.create_commit(repo_id, operations=ops,
                                               commit_message=f"Upload {run_dir.name} with graft push"), where)
     return str(getattr(info, "commit_url", None) or f"{endpoint()}/{repo_id}")

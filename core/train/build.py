@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from graftzoo.errors import DataError, GraftError, OptionError, PluginError, RegistryError
+from graftzoo.errors import DataError, GraftError, OptionError, PluginError, RegistryError, TrainingError
 from graftzoo.plugins import Registration, get_plugins
 from graftzoo.registry import ModelEntry, Registry, load_registry
 from graftzoo.train.backbone import Backbone
@@ -30,10 +30,22 @@ if TYPE_CHECKING:
     from graftzoo.train.policies import FreezePolicy
 
 
+def resolve_model(model: str | ModelEntry, registry: Registry | None = None) -> tuple[ModelEntry, Path | None]:
+    """The entry of a model id, entry or hub reference, and the run directory when it names a pushed run."""
+    if isinstance(model, str) and model.startswith("hf://"):
+        from graftzoo.sources.hubref import resolve_ref
+
+        resolved = resolve_ref(model)
+        return resolved.entry, resolved.run_dir
+    return resolve_entry(model, registry), None
+
+
 def resolve_entry(model: str | ModelEntry, registry: Registry | None = None) -> ModelEntry:
-    """A ``ModelEntry`` from an id (registry lookup, which lists close matches) or an entry."""
+    """A ``ModelEntry`` from an id (registry lookup, which lists close matches), a hub reference or an entry."""
     if isinstance(model, ModelEntry):
         return model
+    if model.startswith("hf://"):
+        return resolve_model(model)[0]
     registry = load_registry() if registry is None else registry
     try:
         return registry.get(model)
@@ -295,7 +307,33 @@ def _fixed_size(entry: ModelEntry) -> str:
     return f" at {size[-1]}x{size[-1]}" if isinstance(size, list) and size else ""
 
 
-def weights_identity(entry: ModelEntry, pretrained: bool) -> str | None:
+def start_from_run(model: GraftModel, run_dir: Path, classes: Sequence[str], with_head: bool) -> None:
+    """Load a finished run's fine-tuned backbone (and, for the same labels, its head) into ``model``."""
+    from safetensors.torch import load_file
+
+    info = json.loads((run_dir / "graft.json").read_text(encoding="utf-8"))
+    state = load_file(str(run_dir / "model.safetensors"))
+    parts = {"backbone": model.backbone, **({"head": model.head} if with_head else {})}
+    if with_head and list(info.get("labels", [])) != list(classes):
+        raise OptionError(f"--init-head: the run {run_dir} was trained on labels {', '.join(info.get('labels', []))}"
+                          f", this data has {', '.join(classes)}; drop --init-head to start with a new head")
+    for prefix, module in parts.items():
+        own = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        try:
+            module.load_state_dict(own, strict=True)
+        except RuntimeError as exc:
+            raise TrainingError(f"{run_dir}: its {prefix} weights do not fit the model rebuilt from its entry "
+                                f"({_reason(exc)}); a run tuned with LoRA cannot be a starting point yet") from exc
+
+
+def run_extra_files(run_dir: Path) -> dict[str, Any]:
+    """A run directory's copies of its backbone's extra files, as the adapter option ``extra_files``."""
+    info = json.loads((run_dir / "graft.json").read_text(encoding="utf-8"))
+    extra = {name: str(run_dir / rel) for name, rel in info.get("extra_files", {}).items()}
+    return {"extra_files": extra} if extra else {}
+
+
+def weights_identity(entry: ModelEntry, pretrained: bool, start: Path | None = None) -> str | None:
     """A feature-cache key for the starting weights: entry id, source and checksums; None for random init.
 
     The source is part of it because a whole hub snapshot (``hf://org/repo@REV``)
@@ -307,8 +345,10 @@ def weights_identity(entry: ModelEntry, pretrained: bool) -> str | None:
     """
     if not pretrained:
         return None
-    return json.dumps({"id": entry.id, "source": entry.source, "sha256": entry.sha256,
-                       "files": dict(sorted(entry.files.items()))}, sort_keys=True)
+    key = {"id": entry.id, "source": entry.source, "sha256": entry.sha256, "files": dict(sorted(entry.files.items()))}
+    if start is not None:  # a pushed run's weights: the snapshot folder is named by its commit
+        key["start"] = str(start.resolve())
+    return json.dumps(key, sort_keys=True)
 
 
 def _reason(exc: BaseException) -> str:

@@ -39,6 +39,8 @@ class TrainConfig:
     #: experiment trackers (Accelerate's log_with: tensorboard, mlflow, trackio, wandb) and their project name
     log_with: list[str] = field(default_factory=list)
     project: str | None = None
+    #: with MODEL a pushed run (hf://me/my-run): start from its head too (same labels only)
+    init_head: bool = False
     #: adapter options beyond --image-size (e.g. max_length), passed to the backbone factory
     backbone_options: dict[str, Any] = field(default_factory=dict)
     #: loader options (text_column, label_column, ...), passed to the data loader

@@ -29,7 +29,15 @@ from graftzoo.errors import TrainingError
 from graftzoo.metrics import classification_metrics
 from graftzoo.progress import progress_bar
 from graftzoo.train import loaders, optim, tracking
-from graftzoo.train.build import build_model, check_contract, check_features, make_policy, weights_identity
+from graftzoo.train.build import (
+    build_model,
+    check_contract,
+    check_features,
+    make_policy,
+    run_extra_files,
+    start_from_run,
+    weights_identity,
+)
 from graftzoo.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.features import extract_features, feature_cache_path
@@ -182,7 +190,13 @@ class Trainer:
         """Model and policy (validated against the model); nothing is written yet."""
         plan, config = self.plan, self.config
         torch.manual_seed(config.seed)  # the head's (and a scratch backbone's) initialisation
-        model = build_model(plan.entry, config, len(plan.classes), plan.task, config.pretrained, parts=plan.parts)
+        if plan.start_run is not None and config.pretrained:
+            model = build_model(plan.entry, config, len(plan.classes), plan.task, False, parts=plan.parts,
+                                extra_options=run_extra_files(plan.start_run))
+            start_from_run(model, plan.start_run, plan.classes, config.init_head)
+        else:
+            model = build_model(plan.entry, config, len(plan.classes), plan.task, config.pretrained,
+                                parts=plan.parts)
         self.policy = make_policy(plan.parts.policy, config)
         self.policy.validate(model)
         self.policy.apply(model)
@@ -220,7 +234,7 @@ class Trainer:
         probe = [plan.data.samples[i] for i in split.train[:2]]
         if self.cached:
             t_feat = time.perf_counter()
-            key = weights_identity(plan.entry, config.pretrained)
+            key = weights_identity(plan.entry, config.pretrained, plan.start_run)
             if key is None or not feature_cache_path(self.model.backbone, plan.data, key).exists():
                 check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
             feats = extract_features(self.model.backbone, plan.data, batch_size=max(config.batch_size, 64),

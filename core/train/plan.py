@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graftzoo.data import LabelledData, load_data
 from graftzoo.errors import DataError, OptionError, TrainingError
 from graftzoo.plugins import Registration, get_plugins
 from graftzoo.registry import ModelEntry, Registry, load_registry
-from graftzoo.train.build import Parts, adapter_for, head_name, resolve_entry, typed_options
+from graftzoo.train.build import Parts, adapter_for, head_name, resolve_model, typed_options
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.split import limit_per_class, stratified_split
 
@@ -111,6 +112,7 @@ class RunPlan:
     classes: list[str]
     targets: list[Any]  # class ids, or per-word id lists for token tasks
     split: Split
+    start_run: Path | None = None  # a pushed run (hf://me/my-run) whose fine-tuned weights are the start
 
     @property
     def task(self) -> str:
@@ -127,7 +129,7 @@ class RunPlan:
 def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Registry | None = None) -> RunPlan:
     """Resolve and validate a run (model, parts, options, data, split) without writing anything."""
     registry = load_registry() if registry is None else registry
-    entry = resolve_entry(config.model, registry)
+    entry, start_run = resolve_model(config.model, registry)
     plugins = get_plugins()
     adapter = adapter_for(entry, registry)
     policy = plugins.get("freeze_policies", config.policy)
@@ -152,7 +154,10 @@ def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Re
     split = split_indices(config, data.labels)
     if config.early_stopping is not None and not split.val:
         raise OptionError("--early-stopping watches the validation loss; it needs --val-split > 0")
-    return RunPlan(config, entry, Parts(adapter, head, policy), data, classes, targets, split)
+    if config.init_head and start_run is None:
+        raise OptionError("--init-head starts from a pushed run's head; MODEL must be hf://ORG/REPO of a run "
+                          "published with 'graft push'")
+    return RunPlan(config, entry, Parts(adapter, head, policy), data, classes, targets, split, start_run)
 
 
 def evaluation_data(run: Run, spec: str, split: str = "all", data_format: str | None = None,

@@ -26,16 +26,12 @@ import torch
 from torch import nn
 
 from graftzoo.api import Backbone, DataError, OptionError, PluginError, fetch, split_words
+from graftzoo_nlp.hub import TOKENIZER_FILES
 
 if TYPE_CHECKING:
     from graftzoo.api import ModelEntry
 
 POOLINGS = ("mean", "cls", "pooler")
-#: Files a directory may hold that rebuild the input pipeline (and the architecture) offline.
-TOKENIZER_FILES = (
-    "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json",
-)
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 # Attention input projections across encoder families (peft target_modules suffixes).
 _ATTENTION_PROJECTIONS = ("query", "key", "value", "q_lin", "k_lin", "v_lin", "q_proj", "k_proj", "v_proj",

@@ -16,7 +16,8 @@ def register_backbones(register: RegisterBackbone) -> None:
              description="transformers encoders (AutoModel + fast tokenizer), mean/CLS pooling, word features",
              hub_libraries=["transformers", "sentence-transformers"],
              hub_tasks=["feature-extraction", "fill-mask", "sentence-similarity", "text-classification",
-                        "token-classification"])
+                        "token-classification"],
+             hub_entry="graftzoo_nlp.hub:hub_entry")
 
 
 @hookimpl

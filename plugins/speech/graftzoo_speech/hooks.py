@@ -16,7 +16,8 @@ def register_backbones(register: RegisterBackbone) -> None:
     register("hf-audio", "graftzoo_speech.wav2vec:create", modality="audio",
              description="transformers audio encoders (wav2vec2, HuBERT, WavLM) from a local directory",
              hub_libraries=["transformers"],
-             hub_tasks=["audio-classification", "automatic-speech-recognition", "feature-extraction"])
+             hub_tasks=["audio-classification", "automatic-speech-recognition", "feature-extraction"],
+             hub_entry="graftzoo_speech.hub:hub_entry")
 
 
 @hookimpl

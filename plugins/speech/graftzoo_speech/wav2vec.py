@@ -24,11 +24,11 @@ from torch import nn
 
 from graftzoo.api import Backbone, OptionError, SourceError, fetch
 from graftzoo_speech.audio import as_waveform
+from graftzoo_speech.hub import SUPPORTED
 
 if TYPE_CHECKING:
     from graftzoo.api import ModelEntry
 
-SUPPORTED = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 _OPTIONS = ("layer", "max_seconds", "extra_files")
 
 

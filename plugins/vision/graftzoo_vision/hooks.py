@@ -14,7 +14,7 @@ from graftzoo.hookspecs import RegisterBackbone, RegisterDataFormat, RegisterNam
 def register_backbones(register: RegisterBackbone) -> None:
     register("timm", "graftzoo_vision.backbone:create", modality="vision",
              description="any timm architecture, classifier removed, grouped stem/stages/head",
-             hub_libraries=["timm"])
+             hub_libraries=["timm"], hub_entry="graftzoo_vision.hub:hub_entry")
 
 
 @hookimpl

@@ -1,0 +1,54 @@
+"""Whether a model's weights are usable now: installed, cached, local, or only with the network.
+
+Cheap by design (a few ``stat`` calls per entry, no hashing, no imports of
+huggingface_hub or torch): ``graft list`` shows it for every entry and
+``graft rank`` skips what cannot be loaded offline.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+from graftzoo.registry import ModelEntry
+
+INSTALLED, CACHED, LOCAL, NETWORK, MISSING = "installed", "cached", "local", "needs network", "missing"
+
+
+def _hf_cache() -> Path:
+    from graftzoo.sources._cache import hf_cache
+
+    return hf_cache()
+
+
+def availability(entry: ModelEntry) -> str:
+    """``installed`` (pkg:// in site-packages), ``cached``, ``local`` (file://), ``needs network`` or ``missing``."""
+    src = entry.parsed_source
+    if src.scheme == "file":
+        return LOCAL if Path(src.path).expanduser().exists() else MISSING
+    if src.scheme == "pkg":
+        try:
+            dist = importlib.metadata.distribution(src.repo)
+            if src.revision is None or dist.version == src.revision:
+                return INSTALLED
+        except importlib.metadata.PackageNotFoundError:
+            pass
+        from graftzoo.home import graftzoo_home
+        from graftzoo.sources._cache import safe_name
+
+        folder = graftzoo_home() / "pkg" / f"{safe_name(src.repo)}-{safe_name(src.revision or 'latest')}"
+        return CACHED if folder.is_dir() and any(folder.iterdir()) else NETWORK
+    snapshot = _hf_cache() / ("models--" + src.repo.replace("/", "--")) / "snapshots"
+    rev = src.revision or "main"
+    if not snapshot.is_dir():
+        return NETWORK
+    names = [src.path] if not src.is_directory else [src.path + n for n in entry.files]
+    if not names and src.is_directory:
+        return CACHED if (snapshot / rev).is_dir() else NETWORK
+    return CACHED if all(os.path.exists(snapshot / rev / n) for n in names) else NETWORK
+
+
+def usable_offline(entry: ModelEntry) -> bool:
+    """True when the weights can be loaded without the network."""
+    return availability(entry) in (INSTALLED, CACHED, LOCAL)
