@@ -29,7 +29,7 @@ def add(ref: str, model_id: str | None, registry_path: Path | None, overrides: b
 
     from graftzoo.errors import RegistryError, SourceError
     from graftzoo.registry import append_entry, load_registry, user_registry_path
-    from graftzoo.sources.hubref import RUN_FILES, build_entry, inspect_repo, match, parse_ref
+    from graftzoo.sources.hubref import RUN_FILES, build_entry, inspect_repo, match, parse_ref, remember
 
     repo, revision = parse_ref(ref)
     hub = inspect_repo(repo, revision)
@@ -44,6 +44,7 @@ def add(ref: str, model_id: str | None, registry_path: Path | None, overrides: b
         raise RegistryError(f"{target}: entry {entry.id!r}, field 'id': already defined in "
                             f"{existing.get(entry.id).origin}; choose another --id, or pass --overrides")
     append_entry(target, entry)
+    remember(hub, entry)
     click.echo(f"added {entry.id} to {target}")
     click.echo(f"  {entry.source}  ({entry.backbone}, {entry.modality}, license {entry.license})")
     pins = entry.files or {entry.parsed_source.path: entry.sha256 or ""}

@@ -1,4 +1,4 @@
-"""``graft info hf://ORG/REPO[@REV]``: what a hub repository is and which adapter loads it, before any large download."""
+"""``graft info hf://ORG/REPO[@REV]``: a hub repository and the adapter that loads it, before any large download."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def human_size(n: int) -> str:
 
 def hub_info(ref: str, as_json: bool) -> None:
     """Print the repository's license, size, files, chosen adapter and the entry ``graft add`` would write."""
-    from graftzoo.sources.hubref import RUN_FILES, build_entry, inspect_repo, match, parse_ref
+    from graftzoo.sources.hubref import RUN_FILES, build_entry, inspect_repo, match, parse_ref, remember
 
     repo, revision = parse_ref(ref)
     hub = inspect_repo(repo, revision)
@@ -32,6 +32,7 @@ def hub_info(ref: str, as_json: bool) -> None:
     else:
         found = match(hub)
         entry = build_entry(hub, found, origin=ref)
+        remember(hub, entry)
         needed = sorted(entry.files) if entry.files else [entry.parsed_source.path]
         data.update(kind="model", adapter=found.adapter, plugin=found.plugin, modality=found.modality,
                     needed=needed, entry=entry.to_dict())

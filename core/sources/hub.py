@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from graftzoo.errors import SourceError
 from graftzoo.sources._hf import endpoint, offline, retrying, token
@@ -56,50 +56,71 @@ class HubHit:
     library: str | None
     task: str | None
     in_registry: list[str]  # registry ids whose source is this repository
+    modality: str = ""
+    license: str | None = None
+    size: int | None = None  # bytes stored, when the hub says
+    usable: bool | None = None  # safetensors weights and no remote code (None: the hub did not list files)
+    downloads: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"repo_id": self.repo_id, "adapter": self.adapter, "library": self.library, "task": self.task,
-                "in_registry": self.in_registry}
+                "in_registry": self.in_registry, "modality": self.modality, "license": self.license,
+                "size": self.size, "usable": self.usable, "downloads": self.downloads}
 
 
-def _matchers() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Which hub models each adapter can load, as its plugin declares it: ``register(..., hub_libraries=[...],
-    hub_tasks=[...])`` (hub models of those libraries, and of those pipeline tasks when given)."""
-    from graftzoo.plugins import get_plugins
-
-    out = {}
-    for name, reg in get_plugins().collect("backbones").items():
-        libs = reg.meta.get("hub_libraries")
-        if libs:
-            out[name] = (tuple(libs), tuple(reg.meta.get("hub_tasks", ())))
-    return out
+_EXPAND = ["cardData", "library_name", "pipeline_tag", "tags", "downloads", "likes", "siblings", "usedStorage"]
 
 
-def search(query: str, limit: int = 50) -> list[HubHit]:
+def _usable(model: Any, tags: set[str]) -> bool | None:
+    siblings = getattr(model, "siblings", None)
+    if siblings is None:
+        return None
+    names = [str(getattr(s, "rfilename", "")) for s in siblings]
+    return "custom_code" not in tags and any(n.endswith(".safetensors") for n in names)
+
+
+def _license(model: Any) -> str | None:
+    card = getattr(model, "card_data", None)
+    value = card.get("license") if card is not None else None
+    if not value:
+        value = next((t.split(":", 1)[1] for t in getattr(model, "tags", None) or () if t.startswith("license:")),
+                     None)
+    return str(value) if value else None
+
+
+def search(query: str, limit: int = 50, task: str | None = None, modality: str | None = None,
+           sort: str | None = None) -> list[HubHit]:
     """Hub models matching ``query`` that a registered adapter can load, marked when in the registry."""
     from huggingface_hub import HfApi
 
     from graftzoo.registry import load_registry
+    from graftzoo.sources.hubref import candidates
 
     if offline():
         raise SourceError("HF_HUB_OFFLINE is set: cannot search the hub; unset it, or use 'graft list'")
     api = HfApi(endpoint=endpoint(), token=token())
     where = f"search {endpoint()} for {query!r}"
-    models = retrying(lambda: list(api.list_models(search=query, limit=limit)), where)
+    order = {"name": None}.get(sort or "", sort)
+    models = retrying(lambda: list(api.list_models(search=query, limit=limit, sort=cast(Any, order),
+                                                   expand=cast(Any, _EXPAND))), where)
     known: dict[str, list[str]] = {}
     for entry in load_registry():
         src = entry.parsed_source
         if src.scheme == "hf":
             known.setdefault(src.repo, []).append(entry.id)
-    matchers = _matchers()
     hits = []
     for model in models:
         library = getattr(model, "library_name", None)
-        task = getattr(model, "pipeline_tag", None)
+        tag = getattr(model, "pipeline_tag", None)
         tags = set(getattr(model, "tags", None) or ())
-        for adapter, (libs, tasks) in matchers.items():
-            if (library in libs or tags & set(libs)) and (not tasks or task in tasks):
-                hits.append(HubHit(model.id, adapter, library, task, known.get(model.id, [])))
-                break
-    return hits
+        found = candidates(library, tag, sorted(tags))
+        if not found or (task and tag != task):
+            continue
+        name, reg = found[0]
+        hit = HubHit(model.id, name, library, tag, known.get(model.id, []), str(reg.meta.get("modality", "")),
+                     _license(model), getattr(model, "used_storage", None), _usable(model, tags),
+                     getattr(model, "downloads", None))
+        if modality is None or hit.modality == modality:
+            hits.append(hit)
+    return sorted(hits, key=lambda h: h.repo_id) if sort == "name" else hits

@@ -186,7 +186,13 @@ def inspect_repo(repo: str, revision: str = "main") -> HubRepo:
 
 
 def refusal(hub: HubRepo) -> str | None:
-    """Why ``hub`` must not be loaded at all (remote code), or None."""
+    """Why ``hub`` must not be loaded at all (remote code, pickled-only weights), or None."""
+    if not any(name.endswith(".safetensors") for name in hub.files):
+        pickled = sorted(n for n in hub.files if n.endswith(PICKLED))
+        if pickled:
+            return (f"hf://{hub.repo}: refused: its weights are only pickled ({', '.join(pickled[:3])}); Graftzoo "
+                    "loads safetensors only, because unpickling a download can run code. Ask the author for "
+                    "model.safetensors, or convert a copy you trust and use a file:// source")
     auto_map = hub.config.get("auto_map")
     if auto_map or "custom_code" in hub.tags:
         names = ", ".join(sorted(auto_map)) if isinstance(auto_map, dict) else "custom_code tag"
@@ -363,11 +369,20 @@ def resolve_ref(ref: str, model_id: str | None = None) -> Resolved:
     if all(name in hub.files for name in RUN_FILES):
         memo = {"kind": "run", "commit": hub.commit, "files": {n: f.sha256 for n, f in hub.files.items()}}
     else:
-        entry = build_entry(hub, match(hub), model_id, origin=ref)
-        memo = {"kind": "model", "commit": hub.commit, "entry": entry.to_dict()}
+        memo = remember(hub, build_entry(hub, match(hub), origin=ref))
     _remember(repo, revision, memo)
     _remember(repo, hub.commit, memo)
     return _from_memo(memo, ref, model_id)
+
+
+def remember(hub: HubRepo, entry: ModelEntry) -> dict[str, Any]:
+    """Keep ``entry`` as the resolution of ``hub``'s revision and commit, for use with ``HF_HUB_OFFLINE=1``."""
+    from dataclasses import replace
+
+    memo = {"kind": "model", "commit": hub.commit, "entry": replace(entry, id=default_id(hub.repo)).to_dict()}
+    _remember(hub.repo, hub.revision, memo)
+    _remember(hub.repo, hub.commit, memo)
+    return memo
 
 
 def _from_memo(memo: dict[str, Any], ref: str, model_id: str | None) -> Resolved:

@@ -320,10 +320,19 @@ def start_from_run(model: GraftModel, run_dir: Path, classes: Sequence[str], wit
     for prefix, module in parts.items():
         own = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
         try:
-            module.load_state_dict(own, strict=True)
+            result = module.load_state_dict(own, strict=False)
         except RuntimeError as exc:
             raise TrainingError(f"{run_dir}: its {prefix} weights do not fit the model rebuilt from its entry "
-                                f"({_reason(exc)}); a run tuned with LoRA cannot be a starting point yet") from exc
+                                f"({_reason(exc)})") from exc
+        # safetensors stores a tied tensor once: a key is missing only if it shares no storage with a loaded one
+        tensors = module.state_dict(keep_vars=True)
+        loaded = {tensors[k].data_ptr() for k in own if k in tensors}
+        missing = [k for k in result.missing_keys if tensors[k].data_ptr() not in loaded]
+        if missing or result.unexpected_keys:
+            bad = (missing or result.unexpected_keys)[0]
+            raise TrainingError(f"{run_dir}: its {prefix} weights do not fit the model rebuilt from its entry "
+                                f"({'missing' if missing else 'unexpected'} key {bad!r}); a run tuned with LoRA "
+                                "cannot be a starting point yet")
 
 
 def run_extra_files(run_dir: Path) -> dict[str, Any]:

@@ -41,6 +41,7 @@ def plugin(tmp_path_factory: pytest.TempPathFactory, no_plugins: None, monkeypat
     empty = tmp_path_factory.mktemp("registry") / "registry.toml"
     empty.write_text("")
     monkeypatch.setenv("GRAFTZOO_REGISTRY", str(empty))
+    monkeypatch.setenv("GRAFTZOO_NO_CATALOGUE", "1")  # registry files add to the catalogue: turn it off
     undo = tiny.install(tmp_path_factory.mktemp("tiny-weights"))
     get_plugins().add(ShiftPlugin(), SHIFT_PLUGIN)
     yield tiny.MODEL_ID

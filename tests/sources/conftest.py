@@ -67,6 +67,7 @@ def hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("GRAFTZOO_NO_PLUGINS", "1")
+    monkeypatch.setenv("GRAFTZOO_NO_CATALOGUE", "1")  # registry files add to the catalogue; these tests stand alone
     monkeypatch.setenv("GRAFTZOO_PROGRESS", "0")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # tests that need a hub point it at one
     for var in ("HF_TOKEN", "HF_HUB_OFFLINE", "GRAFTZOO_PIP_ARGS", "GRAFTZOO_REGISTRY"):
