@@ -20,6 +20,18 @@ import time
 from pathlib import Path
 
 
+def write_user_registry(path: Path, n: int) -> None:
+    """``n`` pinned hub entries, as 'graft add' writes them."""
+    blocks = []
+    for i in range(n):
+        blocks.append(
+            f'[[model]]\nid = "bench-{i}.acme"\nmodality = "vision"\nbackbone = "timm"\narch = "resnet18"\n'
+            f'source = "hf://acme/bench-{i}@{i:040x}/model.safetensors"\nsha256 = "{i:064x}"\n'
+            f'license = "apache-2.0"\ntasks = ["image-classification"]\n'
+            f'[model.input]\n"size" = [3, 224, 224]\n"mean" = [0.5, 0.5, 0.5]\n"std" = [0.5, 0.5, 0.5]\n')
+    path.write_text("\n".join(blocks))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -33,6 +45,10 @@ def main() -> None:
         "graft plugins": [graft, "plugins"],
     }
     env = {**os.environ, "GRAFTZOO_HOME": tempfile.mkdtemp(prefix="graft-bench-")}
+    # A 2,000-entry user registry (issue 14): 'graft list' reads it through the parsed-registry cache.
+    big_home = tempfile.mkdtemp(prefix="graft-bench-2000-")
+    write_user_registry(Path(big_home) / "registry.toml", 2000)
+    commands["graft list (2,000-entry user registry)"] = ["env", f"GRAFTZOO_HOME={big_home}", graft, "list"]
     for cmd in commands.values():  # warm the OS cache and the entry-point index once
         subprocess.run(cmd, env=env, capture_output=True, check=True)
     times: dict[str, list[float]] = {name: [] for name in commands}

@@ -46,20 +46,14 @@ def list_cmd(modality: str | None, task: str | None, license_: str | None, as_js
     if not entries:
         click.echo("No models match.", err=True)
         return
-    rows = [[e.id, e.modality, e.backbone, e.license, availability(e), _origin(e.origin), e.source] for e in entries]
+    origins = _origins()
+    rows = [[e.id, e.modality, e.backbone, e.license, availability(e), origins.get(e.origin, e.origin), e.source]
+            for e in entries]
     click.echo(format_table(["id", "modality", "backbone", "license", "weights", "from", "source"], rows))
 
 
-def _origin(origin: str) -> str:
-    """Where an entry came from, short: catalogue, user, plugin 'x', or the file."""
-    from pathlib import Path
-
+def _origins() -> dict[str, str]:
+    """Short names of the registry layers' files: catalogue, user (plugins and other files name themselves)."""
     from graftzoo.registry import catalogue_paths, user_registry_path
 
-    if origin.startswith("plugin "):
-        return origin
-    if origin in {str(p) for p in catalogue_paths()}:
-        return "catalogue"
-    if Path(origin) == user_registry_path():
-        return "user"
-    return origin
+    return {**{str(p): "catalogue" for p in catalogue_paths()}, str(user_registry_path()): "user"}

@@ -7,6 +7,7 @@ huggingface_hub or torch): ``graft list`` shows it for every entry and
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 from pathlib import Path
@@ -16,10 +17,11 @@ from graftzoo.registry import ModelEntry
 INSTALLED, CACHED, LOCAL, NETWORK, MISSING = "installed", "cached", "local", "needs network", "missing"
 
 
-def _hf_cache() -> Path:
+@functools.cache
+def _hf_cache() -> str:
     from graftzoo.sources._cache import hf_cache
 
-    return hf_cache()
+    return str(hf_cache())
 
 
 def availability(entry: ModelEntry) -> str:
@@ -39,14 +41,11 @@ def availability(entry: ModelEntry) -> str:
 
         folder = graftzoo_home() / "pkg" / f"{safe_name(src.repo)}-{safe_name(src.revision or 'latest')}"
         return CACHED if folder.is_dir() and any(folder.iterdir()) else NETWORK
-    snapshot = _hf_cache() / ("models--" + src.repo.replace("/", "--")) / "snapshots"
-    rev = src.revision or "main"
-    if not snapshot.is_dir():
+    snapshot = os.path.join(_hf_cache(), "models--" + src.repo.replace("/", "--"), "snapshots", src.revision or "main")
+    if not os.path.isdir(snapshot):
         return NETWORK
-    names = [src.path] if not src.is_directory else [src.path + n for n in entry.files]
-    if not names and src.is_directory:
-        return CACHED if (snapshot / rev).is_dir() else NETWORK
-    return CACHED if all(os.path.exists(snapshot / rev / n) for n in names) else NETWORK
+    names = [src.path + n for n in entry.files] if src.is_directory else [src.path]
+    return CACHED if all(os.path.exists(os.path.join(snapshot, n)) for n in names) else NETWORK
 
 
 def usable_offline(entry: ModelEntry) -> bool:

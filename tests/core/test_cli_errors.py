@@ -44,6 +44,7 @@ def bad_inputs(run: Path, tmp: Path) -> list[list[str]]:
     return [
         ["list", "--modality", "smell"],
         ["info", "nosuch.model"],
+        ["add", "not-a-hub-ref"],
         ["plugins", "--bogus"],
         ["plugin", "new", "Not A Name"],
         ["tune", "nosuch.model", "tinydigits"],
