@@ -36,6 +36,7 @@ from graftzoo.registry import ModelEntry, parse_registry_file, parse_source
 from graftzoo.sources import fetch, load_state_dict
 
 if TYPE_CHECKING:
+    from graftzoo.sources.hubref import HubRepo
     from graftzoo.train.backbone import Backbone
     from graftzoo.train.interop import Exported, LinearHead, label_maps
     from graftzoo.train.model import GraftModel
@@ -47,6 +48,7 @@ API_VERSION = "0.1"
 _LAZY = {
     "Backbone": "graftzoo.train.backbone",
     "GraftModel": "graftzoo.train.model",
+    "HubRepo": "graftzoo.sources.hubref",
     "FreezePolicy": "graftzoo.train.policies",
     "set_trainable": "graftzoo.train.policies",
     "split_words": "graftzoo.train.tagging",
@@ -64,6 +66,7 @@ __all__ = [
     "FreezePolicy",
     "GraftError",
     "GraftModel",
+    "HubRepo",
     "LabelledData",
     "LinearHead",
     "ModelEntry",

@@ -68,7 +68,7 @@ class HubRepo:
     files: dict[str, HubFile]
     card: dict[str, Any]
     config: dict[str, Any]
-    reader: Callable[[str], bytes] = field(repr=False, default=lambda name: b"")
+    reader: Callable[[str], bytes] = field(repr=False)
 
     @property
     def library(self) -> str | None:

@@ -37,7 +37,7 @@ def test_a_misspelt_register_keyword_is_a_plugin_error_naming_plugin_and_keyword
     (info,) = [i for i in plugins.infos(collect_all=False) if i.name == "typo"]
     assert info.errors == ["plugin 'typo': register_backbones(): unknown keyword 'modalty' for backbone adapter "
                            "'typo-net'; did you mean 'modality'? valid keywords: modality, description, "
-                           "hub_libraries, hub_tasks"]
+                           "hub_libraries, hub_tasks, hub_entry"]
     with pytest.raises(PluginError, match=r"unknown backbone adapter 'typo-net'; .*plugin\(s\) with problems, "
                                           r"which may be why: typo \(plugin 'typo': register_backbones\(\): unknown "
                                           r"keyword 'modalty'"):

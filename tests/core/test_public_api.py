@@ -52,6 +52,16 @@ EXPECTED: dict[str, Any] = {'API_VERSION': "'0.1'",
                 'features': "(self, batch: 'Any') -> 'torch.Tensor'",
                 'forward': "(self, batch: 'Any') -> 'torch.Tensor'",
                 'group_modules': "(self) -> 'list[tuple[str, nn.Module]]'"},
+ 'HubRepo': {'__init__': "(self, repo: 'str', revision: 'str', commit: 'str', files: 'dict[str, HubFile]', card: "
+                         "'dict[str, Any]', config: 'dict[str, Any]', reader: 'Callable[[str], bytes]') -> None",
+             'library': 'property',
+             'license': 'property',
+             'pipeline_tag': 'property',
+             'present': "(self, names: 'tuple[str, ...]') -> 'list[str]'",
+             'read_json': "(self, name: 'str') -> 'dict[str, Any]'",
+             'size': 'property',
+             'tags': 'property',
+             'weight_files': "(self) -> 'list[str]'"},
  'LabelledData': {'__init__': "(self, samples: 'list[Any]', labels: 'list[Any]', name: 'str', modality: 'str | "
                               "None' = None, task: 'str' = 'classification', fingerprint_parts: 'list[str]' = "
                               "<factory>, meta: 'dict[str, Any]' = <factory>) -> None",
@@ -65,12 +75,14 @@ EXPECTED: dict[str, Any] = {'API_VERSION': "'0.1'",
                             "sha256: 'str | None' = None, files: 'Mapping[str, str]' = <factory>, tasks: "
                             "'tuple[str, ...]' = (), pretrained_on: 'str' = '', input: 'Mapping[str, Any]' = "
                             "<factory>, config: 'Mapping[str, Any]' = <factory>, arch: 'str' = '', description: "
-                            "'str' = '', num_classes: 'int | None' = None, origin: 'str' = '') -> None",
+                            "'str' = '', num_classes: 'int | None' = None, overrides: 'bool' = False, origin: "
+                            "'str' = '') -> None",
                 'arch': 'attribute',
                 'arch_name': 'property',
                 'description': 'attribute',
                 'num_classes': 'attribute',
                 'origin': 'attribute',
+                'overrides': 'attribute',
                 'parsed_source': 'property',
                 'pretrained_on': 'attribute',
                 'sha256': 'attribute',
@@ -86,8 +98,8 @@ EXPECTED: dict[str, Any] = {'API_VERSION': "'0.1'",
  'fetch': "(entry: 'ModelEntry', revision: 'str | None' = None, force: 'bool' = False) -> 'Path'",
  'hookimpl': 'HookimplMarker',
  'hookspecs.RegisterBackbone': "(self, name: 'str', factory: 'Target', *, modality: 'str', description: 'str' = "
-                               "'', hub_libraries: 'Sequence[str]' = (), hub_tasks: 'Sequence[str]' = ()) -> "
-                               "'None'",
+                               "'', hub_libraries: 'Sequence[str]' = (), hub_tasks: 'Sequence[str]' = (), "
+                               "hub_entry: 'Target | None' = None) -> 'None'",
  'hookspecs.RegisterDataFormat': "(self, name: 'str', loader: 'Target', *, modality: 'str | None', detect: "
                                  "'Target | None' = None, task: 'str' = 'classification', description: 'str' = "
                                  "'') -> 'None'",
