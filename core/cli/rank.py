@@ -50,17 +50,21 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
     Examples:
       graft rank digits --include-scratch --image-size 64
       graft rank data/ --models mobilenetv2_100.tv_in1k --json
+      graft rank data/ --models hf://timm/resnet18.a1_in1k --models mobilenetv2_100.tv_in1k
+
+    Models whose weights cannot be loaded now (a missing file://, or not
+    cached while HF_HUB_OFFLINE=1) are skipped with one line.
     """
     import time
 
     from graftzoo.data import load_data
-    from graftzoo.diagnostics.rank import candidates_for, rank_models, stratified_limit
+    from graftzoo.diagnostics.rank import candidate, candidates_for, rank_models, skip_unavailable, stratified_limit
     from graftzoo.errors import DataError
     from graftzoo.registry import load_registry
 
     registry = load_registry()
     if modality is None and model_ids:
-        modality = registry.get(model_ids[0].partition(":")[0]).modality
+        modality = candidate(model_ids[0], registry).entry.modality
     dataset = load_data(data, modality=modality, format=data_format)
     modality = modality or dataset.modality
     if modality is None:
@@ -71,7 +75,8 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
 
         dataset = dataset.subset(per_class(range(total), dataset.labels, limit_per_class, seed))
     dataset = stratified_limit(dataset, limit, seed)
-    candidates = candidates_for(modality, model_ids, include_scratch, registry)
+    candidates, skipped = skip_unavailable(candidates_for(modality, model_ids, include_scratch, registry))
+    _say_skipped(skipped, bool(candidates))
     options = {"image_size": image_size} if image_size is not None else {}
     start = time.perf_counter()
     results = rank_models(dataset, candidates, options=options, by=by, batch_size=batch_size, folds=folds,
@@ -80,9 +85,24 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
     if as_json:
         echo_json({"data": dataset.name, "samples": len(dataset), "samples_total": total,
                    "classes": len(dataset.classes), "by": by, "seconds": elapsed,
-                   "results": [r.to_dict() for r in results]})
+                   "results": [r.to_dict() for r in results], "skipped": skipped})
         return
     _print_results(dataset, total, results, by, elapsed)
+
+
+def _say_skipped(skipped: dict[str, str], any_left: bool) -> None:
+    """One line for every model whose weights cannot be loaded now; an error when nothing is left to rank."""
+    if not skipped:
+        return
+    why = sorted(set(skipped.values()))
+    line = (f"{len(skipped)} model(s) skipped, weights {' or '.join(why)}"
+            f"{' (HF_HUB_OFFLINE is set)' if 'needs network' in why else ''}: {', '.join(skipped)}; "
+            "'graft pull ID' while online makes one usable ('graft list' shows which are)")
+    if not any_left:
+        from graftzoo.errors import SourceError
+
+        raise SourceError(f"no candidate can be loaded now: {line}")
+    click.echo(f"Skipped {line}", err=True)
 
 
 def _print_results(dataset: LabelledData, total: int, results: list[RankResult], by: str, elapsed: float) -> None:

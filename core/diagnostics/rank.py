@@ -63,20 +63,17 @@ def candidates_for(modality: str, model_ids: Sequence[str] = (), include_scratch
 
     A model id may end in ``:scratch`` to name its random-init version alone.
     """
-    from graftzoo.errors import RegistryError
     from graftzoo.registry import load_registry
 
     registry = load_registry() if registry is None else registry
     out: list[Candidate] = []
     if model_ids:
         for spec in model_ids:
-            model_id, _, suffix = spec.partition(":")
-            if suffix not in ("", "scratch"):
-                raise RegistryError(f"{spec!r}: unknown suffix ':{suffix}'; use MODEL or MODEL:scratch")
-            entry = registry.get(model_id)
-            if entry.modality != modality:
-                raise DataError(f"{model_id} is a {entry.modality} model but the data is {modality}")
-            out.append(Candidate(entry, pretrained=suffix == ""))
+            cand = candidate(spec, registry)
+            if cand.entry.modality != modality:
+                raise DataError(f"{spec.removesuffix(':scratch')} is a {cand.entry.modality} model but the data "
+                                f"is {modality}")
+            out.append(cand)
     else:
         out = [Candidate(e) for e in registry.filter(modality=modality)]
         if not out:
@@ -85,6 +82,37 @@ def candidates_for(modality: str, model_ids: Sequence[str] = (), include_scratch
         seen = {(c.entry.id, c.pretrained) for c in out}
         out += [Candidate(c.entry, False) for c in list(out) if (c.entry.id, False) not in seen]
     return out
+
+
+def candidate(spec: str, registry: Registry) -> Candidate:
+    """One ``--models`` value: ``MODEL`` or ``MODEL:scratch``, where MODEL is an id or ``hf://ORG/REPO[@REV]``."""
+    from graftzoo.errors import RegistryError
+    from graftzoo.train.build import resolve_entry
+
+    if spec.startswith("hf://"):  # its own colon is not a suffix
+        return Candidate(resolve_entry(spec.removesuffix(":scratch")), pretrained=not spec.endswith(":scratch"))
+    model_id, _, suffix = spec.partition(":")
+    if suffix not in ("", "scratch"):
+        raise RegistryError(f"{spec!r}: unknown suffix ':{suffix}'; use MODEL or MODEL:scratch")
+    return Candidate(registry.get(model_id), pretrained=suffix == "")
+
+
+def skip_unavailable(candidates: Sequence[Candidate]) -> tuple[list[Candidate], dict[str, str]]:
+    """The candidates that can be built now, and the skipped ones' ids with why (weights missing / need network).
+
+    A random-init candidate needs no weights and is never skipped.
+    """
+    from graftzoo.sources.availability import unavailable
+
+    keep: list[Candidate] = []
+    skipped: dict[str, str] = {}
+    for cand in candidates:
+        reason = unavailable(cand.entry) if cand.pretrained else None
+        if reason is None:
+            keep.append(cand)
+        else:
+            skipped[cand.entry.id] = reason
+    return keep, skipped
 
 
 def stratified_limit(data: LabelledData, limit: int | None, seed: int = 0) -> LabelledData:

@@ -7,7 +7,6 @@ huggingface_hub or torch): ``graft list`` shows it for every entry and
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import os
 from pathlib import Path
@@ -17,8 +16,8 @@ from graftzoo.registry import ModelEntry
 INSTALLED, CACHED, LOCAL, NETWORK, MISSING = "installed", "cached", "local", "needs network", "missing"
 
 
-@functools.cache
 def _hf_cache() -> str:
+    """The hub cache, read on every call (tests and users change HF_HOME between calls)."""
     from graftzoo.sources._cache import hf_cache
 
     return str(hf_cache())
@@ -48,6 +47,9 @@ def availability(entry: ModelEntry) -> str:
     return CACHED if all(os.path.exists(os.path.join(snapshot, n)) for n in names) else NETWORK
 
 
-def usable_offline(entry: ModelEntry) -> bool:
-    """True when the weights can be loaded without the network."""
-    return availability(entry) in (INSTALLED, CACHED, LOCAL)
+def unavailable(entry: ModelEntry) -> str | None:
+    """Why ``entry``'s weights cannot be loaded now, or None: ``missing``, or ``needs network`` with HF_HUB_OFFLINE."""
+    from graftzoo.sources._hf import offline
+
+    state = availability(entry)
+    return state if state == MISSING or (state == NETWORK and offline()) else None

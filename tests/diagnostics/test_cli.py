@@ -109,3 +109,31 @@ def test_adapt_writes_a_new_run_that_does_better_on_the_shifted_data(plugin: str
             assert not any(k.endswith(("weight", "bias")) for k in moved)
     again = graft("adapt", str(run), "tinydigits-shifted", "--method", "adabn", "--out", str(tmp_path / "adabn"))
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_rank_skips_models_it_cannot_load_now_with_one_line(plugin: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two more candidates of the data's modality: weights at a file:// that is gone, and hub weights never cached.
+    extra = tmp_path / "extra.toml"
+    extra.write_text(
+        '[[model]]\nid = "gone.file"\nmodality = "vision"\nbackbone = "tinycnn-test"\nlicense = "MIT"\n'
+        f'source = "file://{tmp_path}/nowhere.safetensors"\nsha256 = "{"0" * 64}"\n\n'
+        '[[model]]\nid = "uncached.hub"\nmodality = "vision"\nbackbone = "tinycnn-test"\nlicense = "MIT"\n'
+        f'source = "hf://acme/never-pulled@{"a" * 40}/model.safetensors"\n')
+    monkeypatch.setenv("GRAFTZOO_REGISTRY", str(extra))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = graft("rank", "tinydigits", "--folds", "3", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [(r["model"], r["error"]) for r in report["results"]] == [(plugin, None)]  # no failed rows
+    assert report["skipped"] == {"gone.file": "missing", "uncached.hub": "needs network"}
+    skipped_lines = [line for line in result.stderr.splitlines() if "skipped" in line]
+    assert len(skipped_lines) == 1 and "gone.file, uncached.hub" in skipped_lines[0]
+    assert "HF_HUB_OFFLINE" in skipped_lines[0] and "graft pull" in skipped_lines[0]
+    table = graft("rank", "tinydigits", "--folds", "3")
+    assert table.exit_code == 0 and "failed" not in table.output and "gone.file" not in table.stdout
+    # Named explicitly and nothing left to rank: one Error line, not a table of failures.
+    alone = graft("rank", "tinydigits", "--models", "uncached.hub")
+    assert alone.exit_code == 1 and "no candidate can be loaded now" in alone.output
+    assert "Traceback" not in alone.output

@@ -290,9 +290,13 @@ class PushHub:
 
             def do_GET(self) -> None:
                 url = urllib.parse.urlparse(self.path)
-                if url.path == "/api/models":
-                    query = urllib.parse.parse_qs(url.query).get("search", [""])[0]
-                    self._reply(200, [m for m in hub.models if query.lower() in m["id"].lower()])
+                if url.path == "/api/models":  # search, then the hub's order: by a count, largest first
+                    params = urllib.parse.parse_qs(url.query)
+                    query, order = params.get("search", [""])[0], params.get("sort", [""])[0]
+                    found = [m for m in hub.models if query.lower() in m["id"].lower()]
+                    if order:
+                        found.sort(key=lambda m: -int(m.get(order, 0)))
+                    self._reply(200, found)
                 else:
                     hub.unknown.append(("GET", self.path))
                     self._reply(404, {"error": "not found"})

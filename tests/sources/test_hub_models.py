@@ -154,6 +154,61 @@ def test_pickled_only_and_remote_code_are_refused_with_the_reason(model_hub: Mod
     assert code == 1 and "refused" in out and "Traceback" not in out
 
 
+def test_pull_downloads_only_what_the_adapter_needs_verified_and_pinned(model_hub: ModelHub,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    files = model_hub.files["acme/tiny-bert"]
+    path = Path(ok("pull", "hf://acme/tiny-bert").strip().splitlines()[-1])
+    commit = model_hub.commits["acme/tiny-bert"]
+    assert commit in str(path)  # the snapshot of the resolved commit, not of the branch
+    got = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
+    assert "model.safetensors.index.json" in got and "tokenizer.json" in got and "config.json" in got
+    assert not {n for n in got if n.endswith(".bin") or n == "README.md"}  # nothing the adapter does not need
+    assert all((path / n).read_bytes() == files[n] for n in got)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # pulled once: the same reference works offline, same files
+    assert Path(ok("pull", "hf://acme/tiny-bert").strip().splitlines()[-1]) == path
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    code, out = graft("pull", "hf://acme/pickled-bert")
+    assert code == 1 and "only pickled" in out and "Traceback" not in out
+
+
+def test_hub_search_filters_by_task_and_modality_and_sorts(model_hub: ModelHub,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def model(repo: str, library: str, tag: str, downloads: int, likes: int) -> dict[str, object]:
+        names = [{"rfilename": n} for n in model_hub.files.get(repo, {"model.gguf": b""})]
+        return {"id": repo, "library_name": library, "pipeline_tag": tag, "tags": [library, "license:mit"],
+                "downloads": downloads, "likes": likes, "siblings": names}
+
+    search = PushHub(models=[model("acme/tiny-timm", "timm", "image-classification", 5, 30),
+                             model("acme/tiny-bert", "transformers", "fill-mask", 50, 10),
+                             model("acme/tiny-w2v", "transformers", "audio-classification", 20, 20),
+                             model("acme/pickled-bert", "transformers", "fill-mask", 7, 0),
+                             model("acme/tiny-gguf", "llama.cpp", "text-generation", 900, 900)])
+    monkeypatch.setenv("HF_ENDPOINT", search.url)
+    try:
+        def hits(*args: str) -> list[tuple[str, str, str]]:
+            return [(h["repo_id"], h["adapter"], h["modality"]) for h in json.loads(ok("list", "--hub", "acme",
+                                                                                         "--json", *args))]
+
+        assert hits("--sort", "downloads") == [("acme/tiny-bert", "hf-encoder", "text"),
+                                               ("acme/tiny-w2v", "hf-audio", "audio"),
+                                               ("acme/pickled-bert", "hf-encoder", "text"),
+                                               ("acme/tiny-timm", "timm", "vision")]  # nothing loads the gguf
+        assert [h[0] for h in hits("--sort", "likes")] == ["acme/tiny-timm", "acme/tiny-w2v", "acme/tiny-bert",
+                                                           "acme/pickled-bert"]
+        assert [h[0] for h in hits("--sort", "name")] == sorted(h[0] for h in hits())
+        assert hits("--modality", "audio") == [("acme/tiny-w2v", "hf-audio", "audio")]
+        assert [h[0] for h in hits("--task", "fill-mask", "--sort", "downloads")] == ["acme/tiny-bert",
+                                                                                      "acme/pickled-bert"]
+        table = ok("list", "--hub", "acme", "--modality", "text")
+        assert "hf://acme/tiny-bert" in table and "mit" in table and "no (pickled or remote code)" in table
+        assert "tiny-w2v" not in table and "tiny-timm" not in table
+    finally:
+        search.stop()
+    # Each row is usable as-is: the listed reference resolves with the adapter the search named.
+    monkeypatch.setenv("HF_ENDPOINT", model_hub.url)
+    assert json.loads(ok("info", "hf://acme/tiny-w2v", "--json"))["adapter"] == "hf-audio"
+
+
 @pytest.mark.slow
 def test_a_moved_branch_does_not_change_a_pinned_entry_and_a_tampered_file_is_refused(
         model_hub: ModelHub, tmp_path: Path, hf_env: Path) -> None:
