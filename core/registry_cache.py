@@ -1,28 +1,34 @@
-"""A parsed-registry cache, like the entry-point index: large user registries are parsed once per change.
+"""A parsed-registry cache, like the entry-point index: a registry file is parsed once per change.
 
-A registry file's validated entries are pickled under
-``$GRAFTZOO_HOME/registry-cache/`` keyed by the file's path, size and
-modification time and by the registered modalities (validation depends on
-them). A 2,000-entry user registry then costs one unpickle per ``graft list``
-instead of a TOML parse and 2,000 validations. The cache is ours (written only
-by this module, under the user's own cache root), so unpickling it is safe; a
-damaged or stale file is ignored and rewritten.
+A registry file's validated entries are kept under
+``$GRAFTZOO_HOME/registry-cache/`` as ``marshal`` data (plain tuples, dicts
+and strings: no code is run to read them back, and ``marshal`` is built into
+the interpreter, so this module imports nothing that ``graft list`` would not
+import anyway). The key is the file's resolved path, size and modification
+time and the registered modalities (validation depends on them). A
+2,000-entry user registry then costs one ``marshal.loads`` per ``graft list``
+instead of a TOML parse and 2,000 validations. A damaged or stale cache file is
+ignored and rewritten; a cache that cannot be written only costs speed.
 """
 
 from __future__ import annotations
 
-import hashlib
+import binascii
+import marshal
 import os
-import pickle
-import tempfile
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
-_FORMAT = 1
+from graftzoo.registry import ModelEntry
+
+_FORMAT = 2
 #: Files smaller than this are parsed directly: the cache would cost more than it saves.
-MIN_BYTES = 32_000
+MIN_BYTES = 4_000
+_NAMES = tuple(f.name for f in fields(ModelEntry))
+
+Document = tuple[list[ModelEntry], dict[str, str]]
 
 
 def _key(path: Path) -> tuple[Path, str] | None:
@@ -35,33 +41,59 @@ def _key(path: Path) -> tuple[Path, str] | None:
         return None
     if st.st_size < MIN_BYTES:
         return None
-    resolved = path.resolve()
-    name = hashlib.sha256(str(resolved).encode()).hexdigest()[:24]
+    resolved = str(path.resolve())
+    name = f"{binascii.crc32(resolved.encode()):08x}"
     stamp = f"{_FORMAT}|{resolved}|{st.st_size}|{st.st_mtime_ns}|{','.join(sorted(modalities()))}"
-    return graftzoo_home() / "registry-cache" / f"{name}.pickle", stamp
+    return graftzoo_home() / "registry-cache" / f"{name}.marshal", stamp
 
 
-def cached_document(path: Path, parse: Callable[[Path], T]) -> T:
+def _entry(values: tuple[Any, ...]) -> ModelEntry:
+    """An entry from its saved field values (validated when the file was parsed; no second validation)."""
+    entry = object.__new__(ModelEntry)
+    entry.__dict__.update(zip(_NAMES, values, strict=True))
+    return entry
+
+
+def _read(cache: Path, stamp: str) -> Document | None:
+    try:
+        with open(cache, "rb") as fh:
+            saved = marshal.load(fh)
+        if isinstance(saved, tuple) and len(saved) == 3 and saved[0] == stamp:
+            return [_entry(values) for values in saved[1]], dict(saved[2])
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    return None
+
+
+def _write(cache: Path, stamp: str, document: Document) -> None:
+    entries, adapters = document
+    rows = [tuple(_plain(getattr(e, n)) for n in _NAMES) for e in entries]
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            marshal.dump((stamp, rows, dict(adapters)), fh)
+        os.replace(tmp, cache)
+    except (OSError, ValueError):  # read-only cache, or a value marshal cannot write: only speed is lost
+        tmp.unlink(missing_ok=True)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with mappings as dicts (marshal writes only built-in types)."""
+    if isinstance(value, dict) or not hasattr(value, "items"):
+        return value
+    return dict(value)
+
+
+def cached_document(path: Path, parse: Callable[[Path], Document]) -> Document:
     """``parse(path)``, from the cache when the file has not changed since it was last parsed."""
     key = _key(path)
     if key is None:
         return parse(path)
     cache, stamp = key
-    try:
-        with open(cache, "rb") as fh:
-            saved: Any = pickle.load(fh)
-        if isinstance(saved, tuple) and len(saved) == 2 and saved[0] == stamp:
-            result: T = saved[1]
-            return result
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError):
-        pass
-    result = parse(path)
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump((stamp, result), fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # a read-only cache only costs speed
-    return result
+    found = _read(cache, stamp)
+    if found is not None:
+        return found
+    document = parse(path)
+    _write(cache, stamp, document)
+    return document

@@ -33,11 +33,12 @@ def list_cmd(modality: str | None, task: str | None, license_: str | None, as_js
 
         list_hub(hub_query, as_json, task=task, modality=modality, sort=sort)
         return
-    from graftzoo.sources.availability import availability
+    from graftzoo.sources.availability import Weights
 
     registry = load_registry()
     warn_plugin_problems(registry.problems)
     entries = registry.filter(modality=modality, task=task, license=license_)
+    availability = Weights()
     if as_json:
         keys = ("id", "modality", "backbone", "source", "license", "tasks", "pretrained_on", "origin")
         echo_json([{**{k: v for k, v in e.to_dict().items() if k in keys}, "weights": availability(e)}

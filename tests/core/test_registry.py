@@ -131,3 +131,37 @@ def test_filter() -> None:
     assert "mobilenetv2_100.tv_in1k" in [e.id for e in bsd]
     assert all(e.license == "BSD-3-Clause" for e in bsd)
     assert registry.filter(task="no-such-task") == []
+
+
+def test_large_registry_files_are_parsed_once_per_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graftzoo import registry_cache
+    from graftzoo.registry import parse_registry_document
+
+    monkeypatch.setenv("GRAFTZOO_HOME", str(tmp_path / "home"))
+    blocks = [GOOD.format(sha=f"{i:064x}").replace("tiny_cnn.test", f"m{i}.test") +
+              '[model.input]\nsize = [3, 32, 32]\nmean = [0.5, 0.5, 0.5]\n' for i in range(60)]
+    path = write(tmp_path, "[adapters]\ntimm = \"graftzoo-vision\"\n" + "".join(blocks))
+    assert path.stat().st_size >= registry_cache.MIN_BYTES
+    parsed: list[Path] = []
+
+    def parse(p: Path) -> registry_cache.Document:
+        parsed.append(p)
+        return parse_registry_document(p)
+
+    first = registry_cache.cached_document(path, parse)
+    second = registry_cache.cached_document(path, parse)
+    assert parsed == [path] and second == first and second[1] == {"timm": "graftzoo-vision"}
+    assert second[0][5].input["size"] == [3, 32, 32] and second[0][5].parsed_source.scheme == "file"
+    (cache,) = (tmp_path / "home" / "registry-cache").iterdir()
+    # A changed file is parsed again (and a broken one is still an error, never served from the cache).
+    path.write_text(path.read_text().replace("m59.test", "renamed.test"))
+    assert registry_cache.cached_document(path, parse)[0][-1].id == "renamed.test" and len(parsed) == 2
+    path.write_text(path.read_text().replace('license = "MIT"', "license = 3", 1))
+    with pytest.raises(RegistryError, match="license"):
+        registry_cache.cached_document(path, parse)
+    # A damaged cache file is ignored and rewritten.
+    path.write_text("".join(blocks))
+    registry_cache.cached_document(path, parse)
+    cache.write_bytes(b"\x00garbage")
+    assert registry_cache.cached_document(path, parse)[0] == parse_registry_document(path)[0]
+    assert len(parsed) == 5 and registry_cache.cached_document(path, parse) and len(parsed) == 5
