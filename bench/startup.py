@@ -1,9 +1,10 @@
 """How long the listing commands take, against ``python -c "import click"``.
 
 Runs each command several times, interleaved so that machine noise hits all of
-them alike, and prints medians and ratios to the click baseline. Goal (issue
+them alike, and prints medians and, per command, the median (and min-max) of
+the ratios of each run to the click run of the same round. Goal (issue
 #3): ``graft list`` <= 2x ``import click`` and under 0.3 s with every plugin
-installed.
+installed, also with a 2,000-entry user registry (issue 14).
 
     python bench/startup.py [--runs 15]
 """
@@ -59,11 +60,12 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     plugins = subprocess.run([graft, "plugins"], env=env, capture_output=True, text=True).stdout
     print(f"plugins installed:\n{plugins}")
-    base = statistics.median(times['python -c "import click"'])
-    print(f"{'command':<28} {'median s':>9} {'min s':>7} {'x click':>8}")
+    clicks = times['python -c "import click"']
+    print(f"{'command':<40} {'median s':>9} {'min s':>7} {'max s':>7} {'x click (median of pairs, min-max)':>36}")
     for name, values in times.items():
-        med = statistics.median(values)
-        print(f"{name:<28} {med:9.3f} {min(values):7.3f} {med / base:8.2f}")
+        ratios = [v / c for v, c in zip(values, clicks, strict=True)]  # each run paired with the click run beside it
+        print(f"{name:<40} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f} "
+              f"{statistics.median(ratios):>20.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ ignored and rewritten; a cache that cannot be written only costs speed.
 from __future__ import annotations
 
 import binascii
+import gc
 import marshal
 import os
 from collections.abc import Callable
@@ -55,13 +56,19 @@ def _entry(values: tuple[Any, ...]) -> ModelEntry:
 
 
 def _read(cache: Path, stamp: str) -> Document | None:
+    # Tens of thousands of new containers would trigger the cyclic GC many times over (plain data has no cycles).
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         with open(cache, "rb") as fh:
-            saved = marshal.load(fh)
+            saved = marshal.loads(fh.read())
         if isinstance(saved, tuple) and len(saved) == 3 and saved[0] == stamp:
             return [_entry(values) for values in saved[1]], dict(saved[2])
     except (OSError, EOFError, ValueError, TypeError):
         pass
+    finally:
+        if was_enabled:
+            gc.enable()
     return None
 
 

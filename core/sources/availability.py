@@ -26,17 +26,18 @@ class Weights:
             self.repos = set(os.listdir(self.hub))
         except OSError:
             self.repos = set()
-        self.dist_infos: list[str] | None = None
 
     def __call__(self, entry: ModelEntry) -> str:
         """``installed`` (pkg:// in site-packages), ``cached``, ``local`` (file://), ``needs network``, ``missing``."""
+        if entry.source.startswith("hf://"):  # most entries: one set lookup unless the repo is in the cache
+            org, _, rest = entry.source[5:].partition("/")
+            if f"models--{org}--{rest.partition('/')[0].partition('@')[0]}" not in self.repos:
+                return NETWORK
         src = entry.parsed_source
         if src.scheme == "file":
             return LOCAL if Path(src.path).expanduser().exists() else MISSING
         if src.scheme == "pkg":
-            if self.dist_infos is None:
-                self.dist_infos = _dist_infos()
-            return _package(src.repo, src.revision, self.dist_infos)
+            return _package(src.repo, src.revision)
         folder = "models--" + src.repo.replace("/", "--")
         snapshot = os.path.join(self.hub, folder, "snapshots", src.revision or "main")
         if folder not in self.repos or not os.path.isdir(snapshot):
@@ -45,25 +46,31 @@ class Weights:
         return CACHED if all(os.path.exists(os.path.join(snapshot, n)) for n in names) else NETWORK
 
 
-def _dist_infos() -> list[str]:
-    """The ``.dist-info`` folder names on ``sys.path`` (no importlib.metadata import: it costs ~50 ms)."""
+def _installed(name: str, version: str | None) -> bool:
+    """Whether distribution ``name`` (at ``version``) has a ``.dist-info`` on ``sys.path``.
+
+    A pinned version is one ``stat`` per path entry; importlib.metadata would cost ~50 ms to import.
+    """
+    import re
     import sys
 
-    found = []
+    prefix = re.sub(r"[-_.]+", "_", name).lower() + "-"
+    if version is not None and any(os.path.isdir(os.path.join(folder or ".", f"{prefix}{version}.dist-info"))
+                                   for folder in sys.path):
+        return True  # the usual case: a normalised (lower-case) name; older wheels keep their case, listed below
+    suffix = f"-{version}.dist-info" if version is not None else ".dist-info"
     for folder in sys.path:
         try:
-            found += [n for n in os.listdir(folder or ".") if n.endswith(".dist-info")]
+            names = os.listdir(folder or ".")
         except OSError:
             continue
-    return found
+        if any(n.lower().startswith(prefix) and n.endswith(suffix) for n in names):
+            return True
+    return False
 
 
-def _package(name: str, version: str | None, dist_infos: list[str]) -> str:
-    import re
-
-    prefix = re.sub(r"[-_.]+", "_", name).lower() + "-"
-    versions = [n[len(prefix):-len(".dist-info")] for n in dist_infos if n.lower().startswith(prefix)]
-    if versions and (version is None or version in versions):
+def _package(name: str, version: str | None) -> str:
+    if _installed(name, version):
         return INSTALLED
     from graftzoo.home import graftzoo_home
     from graftzoo.sources._cache import safe_name
