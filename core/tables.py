@@ -20,10 +20,12 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_widt
     fixed = sum(widths[:-1]) + 2 * (len(widths) - 1)
     widths[-1] = max(len(headers[-1]), min(widths[-1], total - fixed))
 
-    def line(cells: Sequence[str]) -> str:
-        out = []
-        for cell, w in zip(cells, widths, strict=True):
-            out.append(cell if len(cell) <= w else cell[: max(w - 1, 0)] + "…")
-        return "  ".join(c.ljust(w) for c, w in zip(out, widths, strict=True)).rstrip()
+    last = widths[-1]
+
+    def line(cells: Sequence[str]) -> str:  # only the last column can be too wide (the others set their width)
+        if len(cells) != len(widths):
+            raise ValueError(f"a row has {len(cells)} cells for {len(widths)} columns")
+        end = cells[-1] if len(cells[-1]) <= last else cells[-1][: max(last - 1, 0)] + "…"
+        return "  ".join([*map(str.ljust, cells[:-1], widths), end]).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
