@@ -15,6 +15,7 @@ Also small labelled data sets for each modality.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -110,17 +111,26 @@ def custom_code_repo(folder: Path) -> dict[str, bytes]:
     return files
 
 
+def _class_folders(root: Path, classes: dict[str, float], per_class: int,
+                   write: Callable[[Path, float, int, np.random.Generator], None]) -> Path:
+    """ROOT/LABEL/ with ``per_class`` files each, written by ``write(folder, class value, index, rng)``."""
+    rng = np.random.default_rng(SEED)
+    for label, value in classes.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            write(root / label, value, i, rng)
+    return root
+
+
 def images(root: Path, per_class: int = 6) -> Path:
     """ROOT/{dark,light}/*.png: 32x32 noisy images, dark or light."""
     from PIL import Image
 
-    rng = np.random.default_rng(SEED)
-    for label, base in (("dark", 40), ("light", 210)):
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = np.clip(base + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / label / f"{label}{i}.png")
-    return root
+    def write(folder: Path, base: float, i: int, rng: np.random.Generator) -> None:
+        pixels = np.clip(base + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{folder.name}{i}.png")
+
+    return _class_folders(root, {"dark": 40, "light": 210}, per_class, write)
 
 
 def texts(path: Path, per_class: int = 8) -> Path:
@@ -138,14 +148,12 @@ def tones(root: Path, per_class: int = 4) -> Path:
     """ROOT/{low,high}/*.wav: 0.3 s sine tones at 16 kHz."""
     import soundfile as sf
 
-    rng = np.random.default_rng(SEED)
-    for label, base in (("low", 220.0), ("high", 1760.0)):
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            t = np.arange(int(16_000 * 0.3)) / 16_000
-            wave = 0.4 * np.sin(2 * np.pi * base * (1 + 0.03 * i) * t) + 0.01 * rng.standard_normal(t.size)
-            sf.write(str(root / label / f"{label}{i}.wav"), wave.astype(np.float32), 16_000)
-    return root
+    def write(folder: Path, base: float, i: int, rng: np.random.Generator) -> None:
+        t = np.arange(int(16_000 * 0.3)) / 16_000
+        wave = 0.4 * np.sin(2 * np.pi * base * (1 + 0.03 * i) * t) + 0.01 * rng.standard_normal(t.size)
+        sf.write(str(folder / f"{folder.name}{i}.wav"), wave.astype(np.float32), 16_000)
+
+    return _class_folders(root, {"low": 220.0, "high": 1760.0}, per_class, write)
 
 
 BUILDERS = {"acme/tiny-timm": timm_repo, "acme/tiny-bert": bert_repo, "acme/tiny-w2v": wav2vec_repo,
