@@ -10,7 +10,17 @@ from graftzoo.registry import ModelEntry, Source
 from graftzoo.sources import _cache
 from graftzoo.sources._records import Fetched, FileRecord, Resolver, pinned_files
 
-__all__ = ["RESOLVERS", "Fetched", "FileRecord", "Resolver", "fetch", "fetch_file_source", "pinned_files", "pull"]
+__all__ = ["RESOLVERS", "Fetched", "FileRecord", "Resolver", "fetch", "fetch_file_source", "local_path", "pinned_files",
+           "pull"]
+
+
+def local_path(entry: ModelEntry, src: Source) -> Path:
+    """Where a ``file://PATH`` source is: a relative path is taken from the directory of the registry file."""
+    raw = Path(src.path).expanduser()
+    origin = Path(entry.origin) if entry.origin else None
+    if not raw.is_absolute() and origin is not None and origin.suffix == ".toml":
+        raw = origin.parent / raw
+    return raw
 
 
 def fetch_file_source(entry: ModelEntry, src: Source, revision: str | None, force: bool) -> Fetched:
@@ -18,10 +28,7 @@ def fetch_file_source(entry: ModelEntry, src: Source, revision: str | None, forc
     del force  # nothing to download: files are verified in place
     if revision is not None:
         raise SourceError(f"{entry.id}: --revision applies to hf:// sources only; {src.uri} is a local path")
-    raw = Path(src.path).expanduser()
-    origin = Path(entry.origin) if entry.origin else None
-    if not raw.is_absolute() and origin is not None and origin.suffix == ".toml":
-        raw = origin.parent / raw
+    raw = local_path(entry, src)
     where = f"{entry.origin or 'registry'}: entry {entry.id!r}"
     if not raw.exists():
         raise SourceError(f"{where}: {src.uri} resolves to {raw}, which does not exist; fix the entry's source")

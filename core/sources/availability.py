@@ -8,7 +8,6 @@ huggingface_hub or torch): ``graft list`` shows it for every entry and
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from graftzoo.registry import ModelEntry
 
@@ -35,7 +34,9 @@ class Weights:
                 return NETWORK
         src = entry.parsed_source
         if src.scheme == "file":
-            return LOCAL if Path(src.path).expanduser().exists() else MISSING
+            from graftzoo.sources._fetch import local_path
+
+            return LOCAL if local_path(entry, src).exists() else MISSING
         if src.scheme == "pkg":
             return _package(src.repo, src.revision)
         folder = "models--" + src.repo.replace("/", "--")

@@ -45,6 +45,9 @@ def test_every_kind_of_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         f"hf://acme/net@{'d' * 40}/model.safetensors": NETWORK,  # another commit
         f"hf://acme/other@{'c' * 40}/model.safetensors": NETWORK,
     }
+    relative = entry_from_dict({"id": "r.test", "modality": "vision", "backbone": "timm", "license": "MIT",
+                                "source": "file://w.safetensors", "sha256": "a" * 64}, str(tmp_path / "reg.toml"))
+    assert Weights()(relative) == LOCAL  # relative to its registry file, as fetch reads it
     check = Weights()
     assert {source: check(entry(source)) for source in cases} == cases
     directory = entry(f"hf://acme/net@{'c' * 40}", files={"model.safetensors": "b" * 64, "config.json": "b" * 64})
