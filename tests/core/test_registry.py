@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,51 @@ def test_large_registry_files_are_parsed_once_per_change(tmp_path: Path, monkeyp
     cache.write_bytes(b"\x00garbage")
     assert registry_cache.cached_document(path, parse)[0] == parse_registry_document(path)[0]
     assert len(parsed) == 5 and registry_cache.cached_document(path, parse) and len(parsed) == 5
+
+
+def test_registries_are_layered_and_a_later_layer_overrides_only_on_purpose(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAFTZOO_NO_CATALOGUE", raising=False)
+    monkeypatch.setenv("GRAFTZOO_HOME", str(tmp_path / "home"))
+    catalogue = {e.id: e for e in parse_registry_file(REPO / "registry.toml")}
+    taken = next(iter(catalogue))
+    (tmp_path / "home").mkdir(exist_ok=True)
+    user = tmp_path / "home" / "registry.toml"
+    user.write_text(GOOD.format(sha=SHA).replace("tiny_cnn.test", "mine.user"))
+    extra = tmp_path / "extra.toml"
+    extra.write_text(GOOD.format(sha="b" * 64).replace("tiny_cnn.test", "mine.extra"))
+    monkeypatch.setenv("GRAFTZOO_REGISTRY", str(extra))
+    registry = load_registry(plugins=False)
+    ids = [e.id for e in registry]
+    assert set(catalogue) | {"mine.user", "mine.extra"} == set(ids)  # every layer adds, none replaces
+    assert ids.index("mine.user") < ids.index("mine.extra") and registry.get("mine.user").origin == str(user)
+
+    # The same id in a later layer: an error naming both files, unless that entry says it overrides.
+    clash = tmp_path / "clash.toml"
+    clash.write_text(GOOD.format(sha="c" * 64).replace("tiny_cnn.test", taken))
+    monkeypatch.setenv("GRAFTZOO_REGISTRY", str(clash))
+    with pytest.raises(RegistryError, match=rf"{clash}: entry '{taken}', field 'id': duplicate id, already "
+                                            rf"defined in .*registry\.toml.*overrides = true"):
+        load_registry(plugins=False)
+    clash.write_text(clash.read_text().replace('license = "MIT"', 'license = "MIT"\noverrides = true'))
+    replaced = load_registry(plugins=False).get(taken)
+    assert replaced.origin == str(clash) and replaced.sha256 == "c" * 64
+    user.write_text(GOOD.format(sha=SHA).replace("tiny_cnn.test", taken))  # the user layer clashes first
+    with pytest.raises(RegistryError, match=rf"{user}: entry '{taken}'.*already defined in .*registry\.toml"):
+        load_registry(plugins=False)
+    user.unlink()
+    monkeypatch.setenv("GRAFTZOO_NO_CATALOGUE", "1")
+    assert [e.id for e in load_registry(plugins=False)] == [taken]  # only the --registry layer is left
+
+
+def test_graft_registry_flag_adds_a_last_layer_listed_with_its_origin(tmp_path: Path) -> None:
+    extra = tmp_path / "extra.toml"
+    extra.write_text(GOOD.format(sha=SHA).replace("tiny_cnn.test", "mine.extra"))
+    env = {"GRAFTZOO_HOME": str(tmp_path / "home"), "GRAFTZOO_REGISTRY": "", "GRAFTZOO_NO_CATALOGUE": ""}
+    result = run_graft("--registry", str(extra), "list", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    listed = {e["id"]: e for e in json.loads(result.stdout)}
+    assert listed["mine.extra"]["origin"] == str(extra) and listed["mine.extra"]["weights"] == "missing"
+    assert any(e["origin"].endswith("registry.toml") and e["id"] != "mine.extra" for e in listed.values())
+    table = run_graft("--registry", str(extra), "list", env=env).stdout
+    assert "catalogue" in table and str(extra) in table
