@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,27 +47,35 @@ def main() -> None:
         "graft plugins": [graft, "plugins"],
     }
     env = {**os.environ, "GRAFTZOO_HOME": tempfile.mkdtemp(prefix="graft-bench-")}
+    envs = {name: env for name in commands}
     # A 2,000-entry user registry (issue 14): 'graft list' reads it through the parsed-registry cache.
     big_home = tempfile.mkdtemp(prefix="graft-bench-2000-")
     write_user_registry(Path(big_home) / "registry.toml", 2000)
-    commands["graft list (2,000-entry user registry)"] = ["env", f"GRAFTZOO_HOME={big_home}", graft, "list"]
-    for cmd in commands.values():  # warm the OS cache and the entry-point index once
-        subprocess.run(cmd, env=env, capture_output=True, check=True)
+    big = "graft list (2,000-entry user registry)"
+    commands[big], envs[big] = [graft, "list"], {**env, "GRAFTZOO_HOME": big_home}
+    for name, cmd in commands.items():  # warm the OS cache, the entry-point index and the registry cache once
+        subprocess.run(cmd, env=envs[name], capture_output=True, check=True)
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):
         for name, cmd in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            subprocess.run(cmd, env=env, capture_output=True, check=True)
+            subprocess.run(cmd, env=envs[name], capture_output=True, check=True)
             times[name].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     plugins = subprocess.run([graft, "plugins"], env=env, capture_output=True, text=True).stdout
     print(f"plugins installed:\n{plugins}")
-    clicks = times['python -c "import click"']
-    print(f"{'command':<40} {'median s':>9} {'min s':>7} {'max s':>7} {'x click (median of pairs, min-max)':>36}")
+    clicks, click_cpu = times['python -c "import click"'], cpu['python -c "import click"']
+    print(f"{'command':<40} {'median s':>9} {'min s':>7} {'max s':>7} {'x click (median of pairs, min-max)':>36} "
+          f"{'cpu s':>6} {'cpu x click':>11}")
     for name, values in times.items():
         ratios = [v / c for v, c in zip(values, clicks, strict=True)]  # each run paired with the click run beside it
+        cpu_ratio = statistics.median(c / b for c, b in zip(cpu[name], click_cpu, strict=True) if b > 0)
         print(f"{name:<40} {statistics.median(values):9.3f} {min(values):7.3f} {max(values):7.3f} "
-              f"{statistics.median(ratios):>20.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
-
+              f"{statistics.median(ratios):>20.2f} ({min(ratios):.2f}-{max(ratios):.2f}) "
+              f"{statistics.median(cpu[name]):6.3f} {cpu_ratio:11.2f}")
 
 if __name__ == "__main__":
     main()

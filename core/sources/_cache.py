@@ -28,22 +28,11 @@ from typing import Any
 
 from graftzoo.errors import ChecksumError, SourceError
 from graftzoo.home import graftzoo_home
+from graftzoo.home import hf_cache as hf_cache  # where it is computed; sources use it as _cache.hf_cache
 
 CHUNK = 1 << 20
 PART_SUFFIX = ".part"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._\-]")
-
-
-def hf_cache() -> Path:
-    """The Hugging Face hub cache, with huggingface_hub's own precedence, read on every call."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    hf_home = os.environ.get("HF_HOME")
-    if hf_home:
-        return Path(hf_home).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
 
 
 def safe_name(text: str) -> str:

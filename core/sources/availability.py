@@ -18,7 +18,7 @@ class Weights:
     """The availability of entries' weights, with the hub cache's location and listing read once (``graft list``)."""
 
     def __init__(self) -> None:
-        from graftzoo.sources._cache import hf_cache
+        from graftzoo.home import hf_cache
 
         self.hub = str(hf_cache())
         try:
