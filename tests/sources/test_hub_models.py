@@ -171,6 +171,17 @@ def test_pull_downloads_only_what_the_adapter_needs_verified_and_pinned(model_hu
     assert code == 1 and "only pickled" in out and "Traceback" not in out
 
 
+def test_rank_takes_hub_references(model_hub: ModelHub) -> None:
+    images = str(model_hub.inputs["vision"])
+    report = json.loads(ok("rank", images, "--models", "hf://acme/tiny-timm", "--models", "hf://acme/tiny-timm:scratch",
+                           "--image-size", "32", "--folds", "2", "--json"))
+    rows = {(r["model"], r["pretrained"]): r for r in report["results"]}
+    assert set(rows) == {("tiny-timm.acme", True), ("tiny-timm.acme", False)} and report["skipped"] == {}
+    assert all(r["error"] is None and r["feature_dim"] > 0 for r in rows.values())
+    code, out = graft("rank", images, "--models", "hf://acme/tiny-timm", "--models", "hf://acme/tiny-w2v")
+    assert code == 1 and "hf://acme/tiny-w2v is a audio model but the data is vision" in out
+
+
 def test_hub_search_filters_by_task_and_modality_and_sorts(model_hub: ModelHub,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     def model(repo: str, library: str, tag: str, downloads: int, likes: int) -> dict[str, object]:
