@@ -279,6 +279,8 @@ def test_push_then_tune_from_the_pushed_run_then_evaluate_it(model_hub: ModelHub
     here = json.loads(ok("evaluate", str(run), data, "--no-shift", "--json"))
     there = json.loads(ok("evaluate", "hf://me/my-run", data, "--no-shift", "--json"))
     assert there["accuracy"] == here["accuracy"] and there["loss"] == pytest.approx(here["loss"], abs=1e-6)
+    # What evaluate writes about a pushed run goes under GRAFTZOO_HOME, never into the hub cache's snapshot.
+    assert Path(there["predictions_file"]).is_relative_to(tmp_path / "home" / "hub-runs" / "me--my-run")
     assert json.loads(ok("predict", "hf://me/my-run", "good film", "--json")) == \
         json.loads(ok("predict", str(run), "good film", "--json"))
 
