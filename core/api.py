@@ -34,6 +34,7 @@ from graftzoo.errors import (
 from graftzoo.hookspecs import hookimpl
 from graftzoo.registry import ModelEntry, parse_registry_file, parse_source
 from graftzoo.sources import fetch, load_state_dict
+from graftzoo.storage.atomic import atomic_dir
 
 if TYPE_CHECKING:
     from graftzoo.sources.hubref import HubRepo
@@ -75,6 +76,7 @@ __all__ = [
     "RegistryError",
     "SourceError",
     "TrainingError",
+    "atomic_dir",
     "cache_dir",
     "class_folder_files",
     "fetch",

@@ -58,3 +58,7 @@ class DataError(GraftError):
 
 class TrainingError(GraftError):
     """A training, evaluation or export step cannot go on."""
+
+
+class StorageError(GraftError):
+    """A write failed for want of room or permission (full disk, read-only or unwritable directory)."""

@@ -407,11 +407,10 @@ def discover_entry_points() -> list[EntryPoint]:
         found.setdefault((ep.name, ep.value), EntryPoint(ep.name, ep.value, ep.dist.version if ep.dist else None))
     result = list(found.values())
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "entry_points": [ep.__dict__ for ep in result]}))
-        os.replace(tmp, cache)
-    except OSError:
+        from graftzoo.storage import atomic
+
+        atomic.write_json(cache, {"key": key, "entry_points": [ep.__dict__ for ep in result]})
+    except (OSError, GraftError):
         pass  # a read-only home only costs speed
     return result
 

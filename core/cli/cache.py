@@ -1,4 +1,4 @@
-"""``graft cache``: what is cached, re-verify it, remove a model."""
+"""``graft cache``: what is cached, re-verify it, sweep leftovers, remove a model."""
 
 from __future__ import annotations
 
@@ -40,16 +40,40 @@ def ls_cmd(as_json: bool) -> None:
 
 @cache_cmd.command("verify")
 def verify_cmd() -> None:
-    """Re-hash every cached file; report and remove corrupt ones (exit 1 if any)."""
+    """Re-hash every cached file: downloads, conversions and cached features.
+
+    Corrupt downloads the cache owns are removed (exit 1: 'graft pull ID'
+    fetches them again); a corrupt conversion is converted again from its
+    source, corrupt features are removed (recomputed when next needed).
+    Temporary files of interrupted writes are removed too.
+    """
     from graftzoo.sources.manage import verify_cache
 
     checked, problems = verify_cache()
     for p in problems:
         click.echo(f"{p.status}: {p.model_id} {p.name} ({p.path}): {p.action}")
-    if problems:
-        raise click.ClickException(f"{len(problems)} of {checked} files failed verification; "
+    downloads = [p for p in problems if p.model_id not in ("conversion", "features")]
+    healed = len(problems) - len(downloads)
+    if downloads:
+        raise click.ClickException(f"{len(downloads)} of {checked} files failed verification; "
                                    "'graft pull ID' fetches them again")
-    click.echo(f"{checked} files verified.")
+    note = f" ({healed} damaged derived file(s) repaired or removed, listed above)" if healed else ""
+    click.echo(f"{checked} files verified{note}.")
+
+
+@cache_cmd.command("gc")
+@click.option("--dry-run", is_flag=True, help="List what would be removed without removing it.")
+def gc_cmd(dry_run: bool) -> None:
+    """Remove temporary files of interrupted writes and orphaned cache records.
+
+    A temporary file whose writer is still running is kept.
+    """
+    from graftzoo.sources.manage import collect_garbage
+
+    found = collect_garbage(dry_run=dry_run)
+    for item in found:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {item.path}: {item.reason}")
+    click.echo(f"{len(found)} leftover(s) {'found' if dry_run else 'removed'}.")
 
 
 @cache_cmd.command("rm")

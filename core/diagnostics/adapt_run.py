@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from graftzoo.errors import DataError, TrainingError
+from graftzoo.storage import atomic
 
 if TYPE_CHECKING:
     from graftzoo.data import LabelledData
@@ -137,12 +138,10 @@ def _write_adapted_run(model: GraftModel, src: Path, dest: Path, record: dict[st
     """Copy the source run into a temporary sibling, update it and rename: a failure leaves nothing behind."""
     from graftzoo.train.run import INFO, WEIGHTS, read_info, save_weights, write_json_atomic
 
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    # The source's exports (ONNX, transformers, timm...) hold the source's weights: never carry them over.
-    shutil.copytree(src, tmp, ignore=lambda folder, _names: ["export"] if Path(folder) == src else [])
-    try:
+    with atomic.atomic_dir(dest, f"the adapted run {dest}") as tmp:  # a failure or a kill leaves nothing behind
+        # The source's exports (ONNX, transformers, timm...) hold the source's weights: never carry them over.
+        shutil.copytree(src, tmp, ignore=lambda folder, _names: ["export"] if Path(folder) == src else [],
+                        dirs_exist_ok=True)
         save_weights(model, tmp / WEIGHTS)
         info = read_info(tmp)
         info.setdefault("adaptations", []).append(record)
@@ -150,10 +149,6 @@ def _write_adapted_run(model: GraftModel, src: Path, dest: Path, record: dict[st
         info["metrics_note"] = "metrics were measured before adaptation, on the source run's data"
         write_json_atomic(tmp / INFO, info)
         _append_card(tmp / "README.md", record)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _append_card(card: Path, record: dict[str, Any]) -> None:

@@ -9,9 +9,10 @@ Layout (``GRAFTZOO_HOME``, default ``~/.cache/graftzoo``)::
     locks/NAME.lock             file locks, one per model and per target file
 
 Hub files stay in the Hugging Face cache (``HF_HUB_CACHE``) in its own layout,
-so nothing is stored twice. Every write goes to a uniquely named temporary
-file beside its target and is renamed into place only after its sha256 has
-matched; a failed or interrupted write removes its temporary file.
+so nothing is stored twice. Every write goes through ``graftzoo.storage.atomic``:
+a uniquely named temporary file beside its target, renamed into place only
+after its sha256 has matched; a failed or interrupted write removes its
+temporary file (or ``graft cache gc`` does, after a kill).
 """
 
 from __future__ import annotations
@@ -20,18 +21,17 @@ import hashlib
 import json
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from graftzoo.errors import ChecksumError, SourceError
+from graftzoo.errors import ChecksumError, SourceError, StorageError
 from graftzoo.home import graftzoo_home
 from graftzoo.home import hf_cache as hf_cache  # where it is computed; sources use it as _cache.hf_cache
+from graftzoo.storage import atomic
 
 CHUNK = 1 << 20
-PART_SUFFIX = ".part"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._\-]")
 
 
@@ -108,7 +108,7 @@ def cached_sha256(path: Path, recompute: bool = False) -> str:
     record = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     try:
         write_json(memo, record)
-    except OSError:
+    except (OSError, StorageError):
         pass  # a read-only cache only costs a re-hash next time
     return digest
 
@@ -120,7 +120,7 @@ def remember_sha256(path: Path, digest: str) -> None:
     record = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     try:
         write_json(_memo_path(path), record)
-    except OSError:
+    except (OSError, StorageError):
         pass
 
 
@@ -145,25 +145,13 @@ def verify_file(path: Path, expected: str, where: str, recompute: bool = False) 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename), creating parent directories."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{PART_SUFFIX}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def temp_beside(dest: Path) -> Path:
-    """A unique temporary name next to ``dest`` (same file system, so the rename is atomic)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}{PART_SUFFIX}")
+    atomic.write_json(path, data, sort_keys=True)
 
 
 def remove_stale_parts(dest: Path) -> None:
     """Remove temporary files a killed writer of ``dest`` left behind (call with ``dest``'s lock held)."""
     if dest.parent.is_dir():
-        for stale in dest.parent.glob(f".{glob_escape(dest.name)}.*{PART_SUFFIX}"):
+        for stale in dest.parent.glob(f".{glob_escape(dest.name)}.*{atomic.TEMP_SUFFIX}"):
             stale.unlink(missing_ok=True)
 
 
@@ -196,14 +184,13 @@ def write_verified(
     Returns the sha256. On any failure the temporary file is removed and
     ``dest`` is left as it was, so a corrupt or partial file is never visible.
     """
-    tmp = temp_beside(dest)
     digest = hashlib.sha256()
     git = None
     if expected_git_sha1 and expected_size is not None:
         git = hashlib.sha1(usedforsecurity=False)
         git.update(b"blob %d\0" % expected_size)
     size = 0
-    try:
+    with atomic.atomic_path(dest, f"{name} of {where}") as tmp:
         with open(tmp, "wb") as fh:
             for chunk in chunks:
                 digest.update(chunk)
@@ -220,9 +207,6 @@ def write_verified(
         check_digest(actual, expected_sha256, where, name)
         if git is not None:
             check_digest(git.hexdigest(), expected_git_sha1, where, name + " (git blob id)")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     remember_sha256(dest, actual)
     return actual
 
@@ -233,15 +217,20 @@ def lock(name: str, timeout: float = 600.0) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
     path = graftzoo_home() / "locks" / f"{safe_name(name)}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    held = FileLock(str(path), timeout=timeout)
     try:
-        with FileLock(str(path), timeout=timeout):
-            yield
+        with atomic.translated(path, "a lock file"):  # a read-only or full home fails here, clearly
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held.acquire()
     except Timeout:
         raise SourceError(
-            f"waited {timeout:.0f} s for the lock {path}: another pull of the same model is still running; "
+            f"waited {timeout:.0f} s for the lock {path}: another process is still making the same file; "
             "wait for it, or remove the lock file if no graft process is alive"
         ) from None
+    try:
+        yield
+    finally:
+        held.release()
 
 
 def manifest_path(model_id: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from graftzoo.errors import SourceError
+from graftzoo.errors import SourceError, StorageError
 from graftzoo.registry import ModelEntry, Source
 from graftzoo.sources import _cache
 from graftzoo.sources._records import Fetched, FileRecord, Resolver, pinned_files
@@ -74,7 +74,7 @@ def pull(entry: ModelEntry, revision: str | None = None, force: bool = False) ->
         fetched = resolver(entry, src, revision, force)
         try:
             _cache.write_json(_cache.manifest_path(entry.id), fetched.to_dict())
-        except OSError:
+        except (OSError, StorageError):
             pass  # a read-only cache still serves verified files
     return fetched
 

@@ -24,6 +24,7 @@ from graftzoo.registry import ModelEntry, Source
 from graftzoo.sources import _cache
 from graftzoo.sources._progress import Advance, transfers
 from graftzoo.sources._records import Fetched, FileRecord, pinned_files
+from graftzoo.storage import atomic
 
 ATTEMPTS = 4  # per request; each retry waits BACKOFF_S * 2**n
 WORKERS = 8  # files of one snapshot downloaded in parallel, as snapshot_download does
@@ -161,13 +162,8 @@ def _link(pointer: Path, blob: Path) -> None:
     target = os.path.relpath(blob, pointer.parent)
     if pointer.is_symlink() and os.readlink(pointer) == target:
         return
-    tmp = _cache.temp_beside(pointer)
-    try:
+    with atomic.atomic_path(pointer, f"the snapshot link {pointer.name}") as tmp:
         os.symlink(target, tmp)
-        os.replace(tmp, pointer)
-    finally:
-        if tmp.is_symlink():
-            tmp.unlink()
 
 
 def _write_ref(folder: Path, revision: str, commit: str) -> None:
@@ -176,9 +172,7 @@ def _write_ref(folder: Path, revision: str, commit: str) -> None:
         _cache.safe_relpath(revision, "revision")
         ref.parent.mkdir(parents=True, exist_ok=True)
         if not ref.is_file() or ref.read_text() != commit:
-            tmp = _cache.temp_beside(ref)
-            tmp.write_text(commit)
-            os.replace(tmp, ref)
+            atomic.write_text(ref, commit, f"the ref {revision}")
 
 
 def _verify_blob(blob: Path, pin: str | None, where: str, name: str) -> str:

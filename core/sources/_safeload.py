@@ -3,12 +3,13 @@
 ``.pt``/``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)``,
 which refuses any pickle that would import or call code; the result is stored
 as ``GRAFTZOO_HOME/converted/SHA256.safetensors`` (keyed by the source file's
-sha256) and every later load reads that file instead of unpickling again.
+sha256, with its own checksum record, see ``graftzoo.storage.checked``) and
+every later load reads that file instead of unpickling again; a damaged
+conversion is removed and made again, never loaded.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from graftzoo.errors import SourceError
 from graftzoo.home import graftzoo_home
 from graftzoo.sources import _cache
+from graftzoo.storage import checked
 
 if TYPE_CHECKING:
     import torch
@@ -74,17 +76,30 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
                               "pull it again") from None
     digest = _cache.cached_sha256(path)
     target = converted_path(digest)
-    if target.is_file():
-        try:
-            return dict(load_file(str(target)))
-        except (SafetensorError, OSError, ValueError):
-            target.unlink(missing_ok=True)  # a damaged conversion is rebuilt below
+    state = _read_converted(target, path)
+    if state is not None:
+        return state
     with _cache.lock("convert-" + digest):
-        if target.is_file():
-            return dict(load_file(str(target)))
-        state = _unpickle(path)
-        _save_atomic(state, target)
+        state = _read_converted(target, path)  # another process may have converted it meanwhile
+        if state is None:
+            state = _unpickle(path)
+            _save_converted(state, target, path)
     return state
+
+
+def _read_converted(target: Path, source: Path) -> dict[str, torch.Tensor] | None:
+    """The cached conversion if it is complete and its checksum matches; a damaged one is removed."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    data = checked.read_checked(target, f"conversion of {source}")
+    if data is None:
+        return None
+    try:
+        return dict(load(data))
+    except (SafetensorError, ValueError):  # intact bytes that are not safetensors: never ours, rebuild
+        checked.discard(target)
+        return None
 
 
 def _unpickle(path: Path) -> dict[str, torch.Tensor]:
@@ -107,8 +122,8 @@ def _unpickle(path: Path) -> dict[str, torch.Tensor]:
     return _tensors_only(obj, path)
 
 
-def _save_atomic(state: Mapping[str, torch.Tensor], target: Path) -> None:
-    from safetensors.torch import save_file
+def _save_converted(state: Mapping[str, torch.Tensor], target: Path, source: Path) -> None:
+    from safetensors.torch import save
 
     # safetensors refuses tensors that share storage (tied weights): give each its own contiguous copy.
     seen: set[tuple[int, int]] = set()
@@ -118,9 +133,4 @@ def _save_atomic(state: Mapping[str, torch.Tensor], target: Path) -> None:
         shared = key in seen or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size()
         seen.add(key)
         plain[name] = tensor.detach().clone().contiguous() if shared or not tensor.is_contiguous() else tensor.detach()
-    tmp = _cache.temp_beside(target)
-    try:
-        save_file(plain, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    checked.save_checked(target, save(plain, metadata={"format": "pt"}), f"the safetensors conversion of {source}")

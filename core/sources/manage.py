@@ -1,4 +1,4 @@
-"""Cache housekeeping behind ``graft cache ls / verify / rm``."""
+"""Cache housekeeping behind ``graft cache ls / verify / gc / rm``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from graftzoo.errors import SourceError
+from graftzoo.errors import GraftError, SourceError
 from graftzoo.home import graftzoo_home
 from graftzoo.sources import _cache
-from graftzoo.sources._safeload import converted_path
+from graftzoo.sources._safeload import converted_path, load_state_dict
+from graftzoo.storage import checked as checked_files
+from graftzoo.storage import sweep
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,8 @@ class Problem:
     model_id: str
     name: str
     path: str
-    status: str  # "missing" | "corrupt"
-    action: str  # "removed" | "kept (...)"
+    status: str  # "missing" | "corrupt" | "corrupt (why)"
+    action: str  # "removed" | "repaired (...)" | "kept (...)"
 
 
 def cached_models() -> list[dict[str, Any]]:
@@ -92,11 +94,40 @@ def verify_cache() -> tuple[int, list[Problem]]:
                                         "kept (not owned by the cache: reinstall its package)"))
         if damaged:
             _cache.manifest_path(manifest["id"]).unlink(missing_ok=True)
-    for root in (graftzoo_home(), _cache.hf_cache()):
-        if root.is_dir():  # temporary files of writers that were killed
-            for stale in root.rglob(f".*{_cache.PART_SUFFIX}"):
-                stale.unlink(missing_ok=True)
+    checked += sweep.count_checked(graftzoo_home())
+    problems.extend(_verify_derived())
+    for item in sweep.leftovers([graftzoo_home(), _cache.hf_cache()], graftzoo_home()):
+        sweep.remove(item)  # temporary files of writers that were killed, records without files
     return checked, problems
+
+
+def _verify_derived() -> list[Problem]:
+    """Re-hash every conversion and cached feature file; remake conversions whose source is at hand."""
+    sources = {str(f["sha256"]): Path(f["path"]) for m in _cache.read_manifests()
+               for f in m.get("files", {}).values() if "sha256" in f and "path" in f}
+    problems = []
+    for bad in sweep.verify_checked(graftzoo_home()):
+        checked_files.discard(bad.path)
+        kind = "conversion" if bad.path.parent.name == "converted" else "features"
+        action = "removed (recomputed when next needed)"
+        source = sources.get(bad.path.name.split(".")[0]) if kind == "conversion" else None
+        if source is not None and source.is_file():
+            try:
+                load_state_dict(source)
+                action = f"repaired (converted again from {source})"
+            except GraftError as exc:
+                action = f"removed (converting {source} again failed: {exc})"
+        problems.append(Problem(kind, bad.path.name, str(bad.path), f"corrupt ({bad.status})", action))
+    return problems
+
+
+def collect_garbage(dry_run: bool = False) -> list[sweep.Leftover]:
+    """Remove temporary files of interrupted writes and orphaned cache records; return what was (or would be)."""
+    found = sweep.leftovers([graftzoo_home(), _cache.hf_cache()], graftzoo_home())
+    if not dry_run:
+        for item in found:
+            sweep.remove(item)
+    return found
 
 
 def remove_model(model_id: str) -> list[Path]:

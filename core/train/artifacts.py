@@ -7,14 +7,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from graftzoo.storage import atomic
 from graftzoo.train.run import INFO, write_json_atomic
 
 
 def write_metrics(out: Path, history: Sequence[dict[str, Any]]) -> None:
     """metrics.jsonl: one JSON object per epoch (rewritten whole, so a resume never duplicates lines)."""
-    tmp = out / ".metrics.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
-    tmp.replace(out / "metrics.jsonl")
+    atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history), "metrics.jsonl")
 
 
 def write_plots(out: Path, history: Sequence[dict[str, Any]], final: dict[str, Any], classes: Sequence[str],
@@ -34,7 +33,7 @@ def write_card(out: Path, info: dict[str, Any]) -> None:
     config = info["config"]
     meta = front_matter(info, "graftzoo", ["graftzoo", "transfer-learning", f"policy-{config['policy']}"], out.name)
     lines = [*meta, "", *_card_body(out, info)]
-    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    atomic.write_text(out / "README.md", "\n".join(lines), "the model card")
 
 
 def _card_body(out: Path, info: dict[str, Any]) -> list[str]:

@@ -7,26 +7,22 @@ optimiser, scheduler and policy state, the history and the RNG state.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from graftzoo.storage import atomic
 
 CHECKPOINT = "checkpoint.pt"
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     """Write the checkpoint to a temp file and rename it: a kill leaves the previous one intact."""
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, run_dir / CHECKPOINT)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buffer = io.BytesIO()  # serialised first: a full disk then fails in a plain write, with a clear OS error
+    torch.save(state, buffer)
+    atomic.write_bytes(run_dir / CHECKPOINT, buffer.getbuffer(), "the checkpoint")
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:

@@ -4,15 +4,16 @@ A frozen backbone maps the same input to the same features every time, so they
 are computed once and stored under ``$GRAFTZOO_HOME/features/<key>.safetensors``
 where the key hashes (weights identity, preprocessing JSON, backbone class, data
 fingerprint). A second epoch, a second run, or a ranking of several heads over
-the same data read the file instead of running the backbone again.
+the same data read the file instead of running the backbone again. Each file
+carries a checksum record checked on every read (``graftzoo.storage.checked``):
+damaged features are recomputed, never used. Two processes that need the same
+features do the work once: the second waits on a lock and reads the file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import torch
 from graftzoo.data import LabelledData
 from graftzoo.home import graftzoo_home
 from graftzoo.progress import progress_bar
+from graftzoo.storage import checked
 from graftzoo.train.backbone import Backbone
 
 
@@ -67,16 +69,45 @@ def extract_features(
     The backbone's train/eval mode is restored afterwards.
     """
     samples = data.samples if isinstance(data, LabelledData) else list(data)
-    path = feature_cache_path(backbone, data, cache_key) if cache_key is not None else None
-    if path is not None and path.exists():
-        from safetensors.torch import load_file
+    if cache_key is None:
+        return _compute(backbone, samples, batch_size, device, progress)
+    path = feature_cache_path(backbone, data, cache_key)
+    feats = _read_cached(path, len(samples))
+    if feats is not None:
+        return feats
+    from graftzoo.sources._cache import lock
 
-        try:
-            cached = load_file(str(path))["features"]
-            if cached.shape[0] == len(samples):
-                return cached
-        except Exception:  # noqa: BLE001 - a corrupt cache file is recomputed, never fatal
-            pass
+    # One process extracts; another asking for the same features waits here and then reads them.
+    with lock("features-" + path.stem):
+        feats = _read_cached(path, len(samples))
+        if feats is None:
+            from safetensors.torch import save
+
+            feats = _compute(backbone, samples, batch_size, device, progress)
+            checked.save_checked(path, save({"features": feats.contiguous()}), f"cached features {path.name}")
+    return feats
+
+
+def _read_cached(path: Path, n: int) -> torch.Tensor | None:
+    """Features from the cache if the file is complete, intact and of the right length; else None."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    raw = checked.read_checked(path, "cached features")
+    if raw is None:
+        return None
+    try:
+        feats = load(raw)["features"]
+    except (SafetensorError, KeyError, ValueError):
+        feats = None
+    if feats is None or feats.shape[0] != n:
+        checked.discard(path)
+        return None
+    return feats
+
+
+def _compute(backbone: Backbone, samples: Sequence[Any], batch_size: int, device: torch.device | str | None,
+             progress: bool) -> torch.Tensor:
     was_training = backbone.training
     backbone.eval()
     dev = torch.device(device) if device is not None else next(backbone.parameters()).device
@@ -90,10 +121,7 @@ def extract_features(
                 advance(len(part))
     finally:
         backbone.train(was_training)
-    feats = torch.cat(chunks) if chunks else torch.zeros(0, backbone.feature_dim)
-    if path is not None:
-        _atomic_save({"features": feats.contiguous()}, path)
-    return feats
+    return torch.cat(chunks) if chunks else torch.zeros(0, backbone.feature_dim)
 
 
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
@@ -108,17 +136,3 @@ def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> 
     if isinstance(batch, list | tuple):
         return type(batch)(to_device(v, device, channels_last) for v in batch)
     return batch
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -10,10 +10,8 @@ stored entry at random initialisation and the run's weights are loaded on top.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 
 from graftzoo.errors import DataError, TrainingError
 from graftzoo.registry import ModelEntry, entry_from_dict, pipeline_tag
+from graftzoo.storage import atomic
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.inference import classify, evaluate_samples, tag
 from graftzoo.train.model import GraftModel
@@ -38,15 +37,7 @@ INFO = "graft.json"
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file beside ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, default=_json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic.write_json(path, data, f"the run file {path.name}", default=_json_default)
 
 
 def _json_default(obj: Any) -> Any:
@@ -76,14 +67,7 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | 
     """``model``'s state as safetensors, written atomically (shared tensors handled by safetensors)."""
     from safetensors.torch import save_model
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_model(model, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic.write_with(path, lambda tmp: save_model(model, str(tmp), metadata=metadata), f"the weights {path.name}")
 
 
 def library_versions() -> dict[str, str]:

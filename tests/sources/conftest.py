@@ -143,5 +143,7 @@ def entry(source: str, sha256: str | None = None, files: dict[str, str] | None =
 
 def parts_left(*roots: Path) -> list[Path]:
     """Temporary download files anywhere under ``roots`` (a clean cache has none)."""
-    return [p for root in roots if root.exists() for p in root.rglob("*.part")] + \
+    from graftzoo.storage.atomic import TEMP_SUFFIX
+
+    return [p for root in roots if root.exists() for p in root.rglob(f"*{TEMP_SUFFIX}")] + \
         [p for root in roots if root.exists() for p in root.rglob("*.incomplete")]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -30,7 +29,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from graftzoo.api import DataError, cache_dir
+from graftzoo.api import DataError, atomic_dir, cache_dir
 
 SAMPLE_RATE = 16000
 
@@ -159,18 +158,12 @@ def cached(name: str | EspeakSet, home: Path | None = None) -> Path:
     final = root / f"{name}-{spec.key(espeak_version())}"
     if (final / "manifest.json").exists():
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        build(spec, staging)
-        try:
-            os.replace(staging, final)
-        except OSError:  # another process finished first: keep theirs
-            if not (final / "manifest.json").exists():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        with atomic_dir(final, f"the generated {name} set") as staging:
+            build(spec, staging)
+    except OSError:  # another process finished first: keep theirs
+        if not (final / "manifest.json").exists():
+            raise
     return final
 
 

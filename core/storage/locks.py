@@ -1,0 +1,78 @@
+"""An exclusive lock that refuses at once and names its holder (one writer per run directory).
+
+The lock is an ``flock`` on ``.<name>.graft-lock`` beside the guarded path.
+The kernel drops it when its process dies, however it dies, so the lock of a
+killed process is simply taken over; the file records the holder's pid,
+command and start time so a refusal can say who holds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from graftzoo.errors import TrainingError
+from graftzoo.storage import atomic
+
+LOCK_SUFFIX = ".graft-lock"
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file guarding ``path``."""
+    path = Path(path).absolute()
+    return path.with_name(f".{path.name}{LOCK_SUFFIX}")
+
+
+def _holder(fd: int) -> str:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        info = json.loads(raw.decode("utf-8"))
+        return f"pid {info['pid']} ({info['command']}, since {info['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _acquire(path: Path, what: str) -> int:
+    lock = lock_path(path)
+    while True:
+        with atomic.translated(lock, f"the lock of {what}"):
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise TrainingError(f"{path} is in use by {holder}: {what} is already being written; wait for it to "
+                                "finish (or stop it), or choose another --out") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the current one
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextmanager
+def exclusive(path: Path, what: str) -> Iterator[None]:
+    """Hold the lock of ``path`` for the block; a ``TrainingError`` naming the holder if it is taken."""
+    fd = _acquire(path, what)
+    record = {"pid": os.getpid(), "command": " ".join(os.path.basename(a) if i == 0 else a
+                                                      for i, a in enumerate(sys.argv))[:300],
+              "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+        yield
+    finally:
+        try:
+            os.unlink(lock_path(path))
+        except OSError:
+            pass
+        os.close(fd)
