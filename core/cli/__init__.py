@@ -69,6 +69,15 @@ class GraftGroup(click.Group):
             return super().invoke(ctx)
         except GraftError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a full or read-only disk hit by a write outside the atomic helper
+            from pathlib import Path
+
+            from graftzoo.storage.atomic import disk_error
+
+            err = disk_error(exc, Path(str(exc.filename or ".")), str(exc.filename or "a file"))
+            if err is None:
+                raise
+            raise click.ClickException(str(err)) from None
 
 
 @click.group(cls=GraftGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,8 +107,15 @@ def cli(registries: tuple[str, ...]) -> None:
         os.environ["GRAFTZOO_REGISTRY"] = os.pathsep.join([*earlier, *registries])
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a command the way Ctrl-C does: cleanly, resumable
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="graft")
     except KeyboardInterrupt:  # pragma: no cover - click turns it into Abort first

@@ -115,7 +115,7 @@ def tune(model: str | None, data: str | None, data_override: str | None, resume:
     if resume is not None:
         from graftzoo.train.engine import resume as resume_run
 
-        info = _interruptible(lambda: resume_run(resume, model, echo=echo))
+        info = _interruptible(lambda: resume_run(resume, model, echo=echo), resume)
     else:
         if model is None or data is None:
             raise click.UsageError("MODEL and DATA are required (or --resume RUN_DIR)")
@@ -142,13 +142,17 @@ def tune(model: str | None, data: str | None, data_override: str | None, resume:
             name = model.removeprefix("hf://").replace("/", "--").replace("@", "-")
             out = Path("runs") / f"{name}-{config.policy}-{time.strftime('%Y%m%d-%H%M%S')}"
         target = out  # train() checks it, then plans the run: everything is validated before anything is written
-        info = _interruptible(lambda: train(config, target, overwrite=overwrite, echo=echo))
+        info = _interruptible(lambda: train(config, target, overwrite=overwrite, echo=echo), target)
     if as_json:
         echo_json(info)
 
 
-def _interruptible(fn: Any) -> Any:
+def _interruptible(fn: Any, run_dir: Path) -> Any:
     try:
         return fn()
-    except KeyboardInterrupt:  # outside the epoch loop (e.g. while loading data): nothing was checkpointed
-        raise TrainingError("interrupted before the first epoch ended; nothing to resume") from None
+    except KeyboardInterrupt:  # outside the epoch loop (e.g. while extracting features): no checkpoint yet
+        if (run_dir / "graft.json").is_file():
+            raise TrainingError(f"interrupted before the first epoch ended; continue with 'graft tune --resume "
+                                f"{run_dir}' (it starts again from the saved configuration)") from None
+        raise TrainingError("interrupted before the run directory was created; nothing to resume, run the same "
+                            "command again") from None

@@ -38,6 +38,9 @@ def _holder(fd: int) -> str:
         return "another process"
 
 
+_held: set[Path] = set()  # lock files this process holds (flock conflicts even within one process)
+
+
 def _acquire(path: Path, what: str) -> int:
     lock = lock_path(path)
     while True:
@@ -59,6 +62,23 @@ def _acquire(path: Path, what: str) -> int:
         os.close(fd)
 
 
+def holder(path: Path) -> str | None:
+    """Who else holds the lock of ``path`` right now, or None when nobody (or this process) does."""
+    if lock_path(path) in _held:
+        return None
+    try:
+        fd = os.open(lock_path(path), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)  # closing drops a shared lock we may have taken
+    return None
+
+
 @contextmanager
 def exclusive(path: Path, what: str) -> Iterator[None]:
     """Hold the lock of ``path`` for the block; a ``TrainingError`` naming the holder if it is taken."""
@@ -66,11 +86,13 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
     record = {"pid": os.getpid(), "command": " ".join(os.path.basename(a) if i == 0 else a
                                                       for i, a in enumerate(sys.argv))[:300],
               "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _held.add(lock_path(path))
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
         yield
     finally:
+        _held.discard(lock_path(path))
         try:
             os.unlink(lock_path(path))
         except OSError:

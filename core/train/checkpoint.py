@@ -8,11 +8,13 @@ optimiser, scheduler and policy state, the history and the RNG state.
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from graftzoo.errors import TrainingError
 from graftzoo.storage import atomic
 
 CHECKPOINT = "checkpoint.pt"
@@ -30,5 +32,11 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / CHECKPOINT
     if not path.is_file():
         return None
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
+        raise TrainingError(f"{path}: unreadable checkpoint ({type(exc).__name__}); it was not written by graft "
+                            f"or was damaged after; delete it and resume {run_dir} to start it again") from None
+    if not isinstance(state, dict) or not {"epoch", "optimizer"} <= set(state):
+        raise TrainingError(f"{path}: not a graft checkpoint; delete it and resume {run_dir} to start it again")
     return state

@@ -16,7 +16,6 @@ with an atomic checkpoint, so ``resume`` continues exactly where a run stopped.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +44,7 @@ from graftzoo.train.inference import evaluate_samples
 from graftzoo.train.plan import RunPlan, plan_run
 from graftzoo.train.run import INFO, RUN_FORMAT, WEIGHTS, copy_extra_files, read_info, run_info, save_weights
 from graftzoo.train.run import write_json_atomic as write_json
+from graftzoo.train.rundir import create_run_dir, locked_run, refuse_if_busy
 
 Echo = Callable[[str], None]
 EpochHook = Callable[[int, dict[str, Any]], None]
@@ -65,11 +65,13 @@ def make_accelerator(**kwargs: Any) -> Any:
 
 def check_run_dir(out: Path, overwrite: bool) -> None:
     """Refuse to touch an existing, non-empty directory unless ``overwrite``."""
+    refuse_if_busy(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise TrainingError(f"{out} already exists; pass --overwrite to replace it, --resume {out} to continue it, "
                             "or choose another --out")
 
 
+@locked_run("out")
 def train(config: TrainConfig | RunPlan, out: str | Path, *, overwrite: bool = False,
           data: LabelledData | None = None, echo: Echo | None = None, progress: bool = True,
           on_epoch_end: EpochHook | None = None) -> dict[str, Any]:
@@ -89,20 +91,25 @@ def train(config: TrainConfig | RunPlan, out: str | Path, *, overwrite: bool = F
     return _with_baseline(plan, out, info, echo, progress)
 
 
+@locked_run("run_dir")
 def resume(run_dir: str | Path, model: str | None = None, *, data: LabelledData | None = None,
            echo: Echo | None = None, progress: bool = True, on_epoch_end: EpochHook | None = None) -> dict[str, Any]:
     """Continue an interrupted run from its last checkpoint (same policy state, optimiser, scheduler, epoch)."""
     run_dir = Path(run_dir)
     plan, state = plan_resume(run_dir, model, data)
-    info = Trainer(plan, run_dir, echo=echo, progress=progress, on_epoch_end=on_epoch_end, state=state).run()
+    if state is None and echo is not None:
+        echo(f"{run_dir} has no checkpoint yet (stopped before the first epoch ended): starting it again from its "
+             "saved configuration")
+    info = Trainer(plan, run_dir, echo=echo, progress=progress, on_epoch_end=on_epoch_end, state=state,
+                   overwrite=state is None).run()
     if (run_dir / "baseline" / WEIGHTS).exists():
         return info
     return _with_baseline(plan, run_dir, info, echo, progress)
 
 
 def plan_resume(run_dir: Path, model: str | None = None, data: LabelledData | None = None
-                ) -> tuple[RunPlan, dict[str, Any]]:
-    """The plan and last checkpoint of an interrupted run, or a ``TrainingError`` saying why it cannot resume."""
+                ) -> tuple[RunPlan, dict[str, Any] | None]:
+    """The plan and last checkpoint (None: none yet) of an interrupted run, or a ``TrainingError`` saying why not."""
     info = read_info(run_dir)
     if model is not None and model != info["model"]:
         raise TrainingError(f"{run_dir} is a run of {info['model']}, not {model}; resume it without a model id, or "
@@ -110,9 +117,6 @@ def plan_resume(run_dir: Path, model: str | None = None, data: LabelledData | No
     if info.get("status") == "complete":
         raise TrainingError(f"{run_dir} is already complete; start a new run with another --out")
     state = load_checkpoint(run_dir)
-    if state is None:
-        raise TrainingError(f"{run_dir} has no checkpoint yet (stopped before the first epoch ended); start it "
-                            "again with --overwrite")
     plan = plan_run(TrainConfig.from_dict(info["config"]), data)
     if plan.data.fingerprint() != info["data"]["fingerprint"]:
         raise TrainingError(f"the data of {run_dir} changed since the run started ({plan.config.data}); resume "
@@ -207,15 +211,13 @@ class Trainer:
         self.model = model
 
     def write_start(self) -> None:
-        """Create (or replace) the run directory and write graft.json with status ``running``."""
-        if self.state is None and self.main:
-            if self.out.exists() and self.overwrite:
-                shutil.rmtree(self.out) if self.out.is_dir() else self.out.unlink()
-            self.out.mkdir(parents=True, exist_ok=True)
-        self.accelerator.wait_for_everyone()
+        """Create (or replace) the run directory, complete with graft.json (status ``running``), in one rename."""
         self.info = {**run_info(self.plan, self.model, self.policy, self.history), "timing": self.timing}
-        if self.main:
+        if self.main and self.state is None:
+            create_run_dir(self.out, self.info, write_json)
+        elif self.main:
             write_json(self.out / INFO, self.info)
+        self.accelerator.wait_for_everyone()
         # Trackers start once the run directory exists (their offline stores live in it).
         tracking.start(self.accelerator, self.config.log_with, self.config.project, self.out, self.config.to_dict())
         self.step = self.start * len(self.loader)
@@ -394,9 +396,9 @@ class Trainer:
         save_weights(self.model, out / WEIGHTS, metadata={"format": RUN_FORMAT, "model": self.config.model})
         save_example(self.model, [plan.data.samples[i] for i in plan.split.train[:2]], out)
         info["extra_files"] = copy_extra_files(self.model.backbone.extra_files(), out)
-        write_json(out / INFO, info)
         write_plots(out, self.history, final, plan.classes)
         write_card(out, info)
+        write_json(out / INFO, info)  # "complete" only once everything else is written
         (out / CHECKPOINT).unlink(missing_ok=True)
 
 
