@@ -78,7 +78,7 @@ def _orphans(home: Path) -> Iterator[Leftover]:
                 data = path.with_name(path.name[: -len(checked.SIDECAR)])
                 if not data.exists():
                     yield Leftover(path, "checksum record of a file that is gone")
-            elif not checked.sidecar(path).exists() and _age(path) > ORPHAN_AGE_S:
+            elif path.suffix == ".safetensors" and not checked.sidecar(path).exists() and _age(path) > ORPHAN_AGE_S:
                 yield Leftover(path, "cache file without its checksum record (its writer was interrupted)")
     memos = home / "hashes"
     for memo in sorted(memos.glob("*.json")) if memos.is_dir() else []:
