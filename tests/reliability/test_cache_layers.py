@@ -81,7 +81,7 @@ def test_cache_verify_repairs_conversions_and_removes_features(tiny_plugin: str,
     from graftzoo.train.features import extract_features, feature_cache_dir
 
     home = Path(os.environ["GRAFTZOO_HOME"])
-    path, state = pth
+    path, _ = pth
     # a pull record, so verify knows where the conversion came from
     from graftzoo.sources import _cache
 
