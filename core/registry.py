@@ -272,6 +272,10 @@ def parse_registry_document(path: Path) -> tuple[list[ModelEntry], dict[str, str
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(f"{path}: cannot read registry file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise RegistryError(f"{path}:{line}: not UTF-8 text ({exc.reason}); TOML files must be UTF-8, re-save it "
+                            "as UTF-8") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

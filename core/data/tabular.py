@@ -17,6 +17,7 @@ import csv
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,19 @@ def detect_jsonl(path: Path) -> bool:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    with _readable(path), path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
         if reader.fieldnames is None:
             return
         for row in reader:
+            if None in row:  # more fields than the header names
+                raise DataError(f"{path}:{reader.line_num}: {len(reader.fieldnames) + len(row[None])} fields but the "
+                                f"header names {len(reader.fieldnames)}; quote fields that contain the delimiter")
             yield reader.line_num, row
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
+    with _readable(path), path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -57,6 +61,18 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
             yield number, row
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn text that is not UTF-8, or a CSV the csv module cannot parse, into a ``DataError`` naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
 
 
 def load_csv(location: str, **options: Any) -> LabelledData:
@@ -86,8 +102,8 @@ def _load(path: Path, rows: Any, *, modality: str | None = None, label_column: s
         if kind is None:
             kind = _kind(path, row, text_column, path_column)
             if label_key not in row:
-                raise DataError(f"{path}: no label column {label_key!r} (columns: {', '.join(row)}); name it with "
-                                "--label-column")
+                raise DataError(f"{path}: no label column {label_key!r} (columns: {', '.join(map(str, row))}); "
+                                "name it with --label-column")
         key = (text_column or "text") if kind == "text" else (path_column or "path")
         label, value = row.get(label_key), row.get(key)
         if label is None or (isinstance(label, str) and not label.strip()):
@@ -120,7 +136,7 @@ def _load(path: Path, rows: Any, *, modality: str | None = None, label_column: s
         for words, tags in zip(samples, labels, strict=True):
             if not isinstance(words, list) or len(words) != len(tags):
                 raise DataError(f"{path}: token rows need a word list and a tag list of the same length "
-                                f"(columns: {', '.join(columns)})")
+                                f"(columns: {', '.join(map(str, columns))})")
     return LabelledData(samples=samples, labels=labels, name=path.name,
                         modality=modality if kind == "path" else "text",
                         task="token-classification" if token else "classification", fingerprint_parts=parts,
@@ -130,9 +146,9 @@ def _load(path: Path, rows: Any, *, modality: str | None = None, label_column: s
 def _kind(path: Path, row: dict[str, Any], text_column: str | None, path_column: str | None) -> str:
     if text_column is not None or (path_column is None and "text" in row):
         if (text_column or "text") not in row:
-            raise DataError(f"{path}: no column {text_column!r} (columns: {', '.join(row)})")
+            raise DataError(f"{path}: no column {text_column!r} (columns: {', '.join(map(str, row))})")
         return "text"
     if (path_column or "path") in row:
         return "path"
-    raise DataError(f"{path}: needs a 'text' or 'path' column (columns: {', '.join(row)}); name yours with "
+    raise DataError(f"{path}: needs a 'text' or 'path' column (columns: {', '.join(map(str, row))}); name yours with "
                     "--text-column or --path-column")

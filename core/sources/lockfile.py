@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from graftzoo.errors import ChecksumError, SourceError
+from graftzoo.errors import ChecksumError, RegistryError, SourceError
 from graftzoo.registry import Registry
 from graftzoo.sources import _cache
 from graftzoo.sources._fetch import Fetched, pull
@@ -65,7 +65,10 @@ def pull_locked(path: Path, registry: Registry, ids: Iterable[str] = ()) -> list
             raise SourceError(f"{path}: model {model_id!r} is not in the lock file; add it with "
                               f"'graft pull {model_id} --lock {path}'")
         record = models[model_id]
-        entry = registry.get(model_id)
+        try:
+            entry = registry.get(model_id)
+        except RegistryError as exc:
+            raise RegistryError(f"{path}: model {model_id!r} of the lock file: {exc}") from None
         if entry.source != record.get("source"):
             raise SourceError(f"{path}: model {model_id!r} was locked from {record.get('source')} but the registry "
                               f"now says {entry.source}; update the lock file or the registry")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from graftzoo.errors import DataError, TrainingError
+from graftzoo.errors import DataError, GraftError, TrainingError
 from graftzoo.registry import ModelEntry, entry_from_dict, pipeline_tag
 from graftzoo.storage import atomic
 from graftzoo.train.config import TrainConfig
@@ -56,11 +56,38 @@ def read_info(run_dir: Path) -> dict[str, Any]:
                             "wrote")
     try:
         info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TrainingError(f"{path}: unreadable ({exc}); the run directory is damaged") from exc
-    if info.get("format") != RUN_FORMAT:
-        raise TrainingError(f"{path}: unknown run format {info.get('format')!r} (expected {RUN_FORMAT})")
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise TrainingError(f"{path}: unreadable ({exc}); the run directory is damaged") from None
+    if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
+        found = info.get("format") if isinstance(info, dict) else type(info).__name__
+        raise TrainingError(f"{path}: unknown run format {found!r} (expected {RUN_FORMAT})")
+    _check_info(path, info)
     return info
+
+
+# field -> type every reader of graft.json relies on
+_INFO_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "status": str, "model": str, "entry": dict, "config": dict, "labels": list, "task": str, "data": dict,
+    "epochs": list, "final": dict, "preprocessing": dict, "policy": dict}
+
+
+def _check_info(path: Path, info: dict[str, Any]) -> None:
+    """Refuse a graft.json whose fields are missing or of the wrong type, naming the field."""
+    for name, kind in _INFO_FIELDS.items():
+        if not isinstance(info.get(name), kind):
+            raise TrainingError(f"{path}: field {name!r} is missing or not a {getattr(kind, '__name__', kind)}; "
+                                "the run directory is damaged (or was written by another program)")
+    if not all(isinstance(label, str) for label in info["labels"]):
+        raise TrainingError(f"{path}: 'labels' must be a list of class names; the run directory is damaged")
+    extra = info.get("extra_files", {})
+    if not isinstance(info["data"].get("fingerprint"), str) or not isinstance(extra, dict) or not all(
+            isinstance(v, str) for v in extra.values()):
+        raise TrainingError(f"{path}: 'data.fingerprint' or 'extra_files' is damaged")
+    try:
+        TrainConfig.from_dict(info["config"])
+        stored_entry(info)
+    except (GraftError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise TrainingError(f"{path}: the stored configuration or entry is invalid ({exc})") from None
 
 
 def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
