@@ -95,13 +95,24 @@ def class_folder_files(root: Path, suffixes: Collection[str]) -> list[tuple[Path
     """``(file, class)`` pairs of ``root/<class>/<file>`` whose suffix is in ``suffixes``, sorted.
 
     The layout of imagefolder, audiofolder and the like; hidden entries are skipped.
+    A class folder with no such files is reported (a warning), never dropped silently.
     """
-    return [
+    pairs = [
         (f, sub.name)
         for sub in sorted(root.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
         for f in sorted(sub.iterdir())
         if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
     ]
+    found = {label for _, label in pairs}
+    empty = sorted(sub.name for sub in root.iterdir()
+                   if sub.is_dir() and not sub.name.startswith(".") and sub.name not in found)
+    if empty and pairs:
+        import logging
+
+        logging.getLogger("graftzoo.data").warning(
+            "warning: %s: class folder(s) with no %s files: %s; they are left out of the classes", root,
+            "/".join(sorted(suffixes)), ", ".join(empty))
+    return pairs
 
 
 def is_class_folder(path: Path, suffixes: Collection[str]) -> bool:
@@ -160,4 +171,7 @@ def load_data(spec: str, modality: str | None = None, format: str | None = None,
                         "not LabelledData")
     if data.modality is None:
         data.modality = modality
+    from graftzoo.data.checks import check_labels
+
+    check_labels(data)
     return data

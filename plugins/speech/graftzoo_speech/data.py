@@ -10,6 +10,7 @@ checked here, so a bad file is reported before any training starts.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from graftzoo.api import DataError, LabelledData, is_class_folder
 from graftzoo_speech.audio import AUDIO_EXTENSIONS
 
 _MAX_LISTED = 5  # bad files named in one error message
+log = logging.getLogger("graftzoo.data")
 
 
 def is_audiofolder(path: Path) -> bool:
@@ -82,6 +84,10 @@ def load_audiofolder(location: str, skip_bad: bool = False, **options: Any) -> L
                         + ". Fix or remove them, or pass --skip-bad to leave them out")
     if not samples:
         raise DataError(f"{root}: no .wav or .flac files in LABEL/ sub-folders; expected ROOT/LABEL/*.wav")
+    empty = [d.name for d in class_dirs if d.name not in set(labels)]
+    if empty:
+        log.warning("warning: %s: class folder(s) with no usable .wav/.flac files: %s; they are left out of the "
+                    "classes", root, ", ".join(empty))
     if len(set(labels)) < 2:
         raise DataError(f"{root}: only one class ({labels[0]!r}); classification needs at least two LABEL/ folders")
     return LabelledData(samples=samples, labels=labels, name=root.name, modality="audio",
