@@ -52,8 +52,8 @@ def _acquire(path: Path, what: str) -> int:
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise TrainingError(f"{path} is in use by {holder}: {what} is already being written; wait for it to "
-                                "finish (or stop it), or choose another --out") from None
+            raise TrainingError(f"{path} is being written by {holder}; wait for it to finish (or stop it), or "
+                                "choose another --out") from None
         try:  # the holder before us may have removed the file after we opened it: lock the current one
             if os.stat(lock).st_ino == os.fstat(fd).st_ino:
                 return fd
