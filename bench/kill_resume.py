@@ -17,7 +17,7 @@ olah hub on 127.0.0.1, slowed so a kill lands mid-download), graft rank and
 graft adapt. The tune / rank / adapt runs use the tiny CNN test plugin on
 real digits (``tests/reliability/tiny_graft.py``), so each takes seconds.
 
-    .venv/bin/python bench/kill_resume.py [--kills 20] [--only tune-top-k,pull] [--seed 0]
+    .venv/bin/python bench/kill_resume.py [--kills 20] [--only tune-top-k,pull] [--seed 0] [--spread]
 
 Prints one line per command (N/N resumed equal, and where the kills landed);
 exits 1 if any run did not end equal to its reference.
@@ -319,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20, help="kills per command (default 20)")
     parser.add_argument("--only", default=",".join(COMMANDS), help="comma-separated commands")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spread", action="store_true",
+                        help="kill at evenly spaced moments of the reference run instead of random ones")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(COMMANDS))
@@ -336,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                 landed: Counter[str] = Counter()
                 problems: list[str] = []
                 worst = 0.0
-                for _ in range(args.kills):
-                    where, problem, diff = one_kill(env, cmd, ref, scratch, rng.uniform(0.0, seconds))
+                for i in range(args.kills):
+                    delay = (i + 0.5) / args.kills * seconds if args.spread else rng.uniform(0.0, seconds)
+                    where, problem, diff = one_kill(env, cmd, ref, scratch, delay)
                     landed[where] += 1
                     worst = max(worst, diff)
                     if problem:
