@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from graftzoo.errors import TrainingError
+from graftzoo.storage import atomic
 from graftzoo.train.model import GraftModel
 
 EXAMPLE = "example_input.safetensors"
@@ -30,7 +31,8 @@ def save_example(model: GraftModel, samples: list[Any], out: Path) -> None:
     tensors = {"input": batch} if isinstance(batch, torch.Tensor) else dict(batch)
     if not all(isinstance(v, torch.Tensor) for v in tensors.values()):
         return  # a batch that is not tensors cannot be traced; ONNX export will say so
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / EXAMPLE))
+    atomic.write_with(out / EXAMPLE, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp)),
+                      EXAMPLE)
 
 
 class _Probabilities(nn.Module):
@@ -68,7 +70,7 @@ def export_run(run_dir: str | Path, fmt: str, out: Path | None = None, overwrite
         return path
     if fmt != "onnx":
         raise TrainingError(f"unknown export format {fmt!r}; use onnx or safetensors")
-    _export_onnx(run.model, run.path, path, meta)
+    atomic.write_with(path, lambda tmp: _export_onnx(run.model, run.path, tmp, meta), f"the ONNX export {path}")
     _ship_beside(run, path)
     return path
 
