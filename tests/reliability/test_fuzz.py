@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -324,22 +325,27 @@ def class_folder(draw: st.DrawFn, good: bytes, suffix: str) -> dict[str, bytes]:
     return files
 
 
+def _fuzz_class_folder(files: dict[str, bytes], root: Path, fmt: str, modality: str,
+                       decode: Callable[[Path], object]) -> None:
+    """Load the folder with its format's loader, and decode every file with the plugin's decoder."""
+    _folder(root, files)
+    if files:
+        _load(root, fmt, modality)
+    for name in files:
+        try:
+            decode(root / name)
+        except GraftError as exc:
+            names_file(exc, root / name)
+
+
 @FUZZ
 @given(case=st.data())
 def test_imagefolder(case: st.DataObject, tmp_path: Path) -> None:
     pytest.importorskip("graftzoo_vision")
     from graftzoo_vision.images import open_image
 
-    root = tmp_path / "images"
-    files = case.draw(class_folder(_png(), ".png"))
-    _folder(root, files)
-    if files:
-        _load(root, "imagefolder", "vision")
-    for name in files:
-        try:
-            open_image(root / name)
-        except GraftError as exc:
-            names_file(exc, root / name)
+    _fuzz_class_folder(case.draw(class_folder(_png(), ".png")), tmp_path / "images", "imagefolder", "vision",
+                       open_image)
 
 
 @FUZZ
@@ -348,16 +354,8 @@ def test_audiofolder(case: st.DataObject, tmp_path: Path) -> None:
     pytest.importorskip("graftzoo_speech")
     from graftzoo_speech.audio import read_audio
 
-    root = tmp_path / "audio"
-    files = case.draw(class_folder(_wav(), ".wav"))
-    _folder(root, files)
-    if files:
-        _load(root, "audiofolder", "audio")
-    for name in files:
-        try:
-            read_audio(root / name, 16000)
-        except GraftError as exc:
-            names_file(exc, root / name)
+    _fuzz_class_folder(case.draw(class_folder(_wav(), ".wav")), tmp_path / "audio", "audiofolder", "audio",
+                       lambda path: read_audio(path, 16000))
 
 
 def test_corrupt_image_through_the_cli(tmp_path: Path) -> None:
