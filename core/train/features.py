@@ -27,6 +27,9 @@ from graftzoo.storage import checked
 from graftzoo.train.backbone import Backbone
 
 
+FEATURES_WAIT_S = 6 * 3600.0  # a big extraction takes long; a killed extractor's lock is freed at once
+
+
 def feature_cache_dir() -> Path:
     """Where cached features live: ``$GRAFTZOO_HOME/features``."""
     return graftzoo_home() / "features"
@@ -78,7 +81,7 @@ def extract_features(
     from graftzoo.sources._cache import lock
 
     # One process extracts; another asking for the same features waits here and then reads them.
-    with lock("features-" + path.stem):
+    with lock("features-" + path.stem, timeout=FEATURES_WAIT_S):
         feats = _read_cached(path, len(samples))
         if feats is None:
             from safetensors.torch import save
