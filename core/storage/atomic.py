@@ -83,7 +83,8 @@ def disk_error(exc: BaseException, path: Path, what: str) -> StorageError | None
                  f"point GRAFTZOO_HOME (now {home}) at a disk with room" if in_home
                  else "free space there or write to another disk (e.g. another --out)")
         return StorageError(f"no space left on the disk of {path} ({_free(path.parent)}) while writing {what}; "
-                            f"nothing half-written was kept (a previous version, if any, is intact). {where[0].upper()}{where[1:]}")
+                            "nothing half-written was kept (a previous version, if any, is intact). "
+                            f"{where[0].upper()}{where[1:]}")
     reason = "the file system is read-only" if code == errno.EROFS else "permission denied"
     where = (f"point GRAFTZOO_HOME (now {home}) at a writable directory" if in_home
              else "choose a writable directory (e.g. another --out)")

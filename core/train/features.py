@@ -26,7 +26,6 @@ from graftzoo.progress import progress_bar
 from graftzoo.storage import checked
 from graftzoo.train.backbone import Backbone
 
-
 FEATURES_WAIT_S = 6 * 3600.0  # a big extraction takes long; a killed extractor's lock is freed at once
 
 
