@@ -81,3 +81,22 @@ def test_two_feature_extractions_do_the_work_once(tiny_weights_dir: Path, tmp_pa
     assert batches == [0, 8], batches  # one ran the backbone over 120 samples in 8 batches, the other waited
     assert len(sums) == 1  # and read exactly what the first wrote
     assert len(list((tmp_path / "home" / "features").glob("*.safetensors"))) == 1
+
+
+def test_ctrl_c_during_tune_leaves_a_resumable_run_and_says_how(tiny_weights_dir: Path, tmp_path: Path) -> None:
+    from graftzoo.train.loop import load_checkpoint
+    from graftzoo.train.run import read_info
+
+    out = tmp_path / "run"
+    child = subprocess.Popen(graft(tiny_weights_dir, "tune", "tinycnn.test", "tinydigits-big", "--policy", "lora",
+                                   "--epochs", "500", "--image-size", "16", "--out", str(out)),
+                             cwd=REPO, env=env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_for(lambda: (out / "checkpoint.pt").exists())
+    finally:
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 1 and "Traceback" not in stderr, stderr
+    assert f"continue with 'graft tune --resume {out}'" in stderr
+    assert read_info(out)["status"] == "interrupted" and load_checkpoint(out) is not None
