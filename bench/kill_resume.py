@@ -92,7 +92,7 @@ def run(env: Env, ws: Path, args: list[str], timeout: float = 600) -> subprocess
 
 def check_tune_dir(run_dir: Path) -> str:
     """Where the kill landed; raises AssertionError if anything visible is half-written."""
-    from graftzoo.train import loop
+    from graftzoo.train import checkpoint as loop
     from graftzoo.train.run import WEIGHTS, load_run, read_info
 
     if not run_dir.exists():

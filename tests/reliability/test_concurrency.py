@@ -61,7 +61,7 @@ def test_second_tune_into_one_out_refuses_naming_the_first_then_takes_over_after
         _, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 1, stderr
     assert f"continue with 'graft tune --resume {out}'" in stderr and "Traceback" not in stderr, stderr
-    from graftzoo.train.loop import load_checkpoint
+    from graftzoo.train.checkpoint import load_checkpoint
     from graftzoo.train.run import read_info
 
     assert read_info(out)["status"] in ("running", "interrupted") and load_checkpoint(out) is not None
@@ -84,7 +84,7 @@ def test_two_feature_extractions_do_the_work_once(tiny_weights_dir: Path, tmp_pa
 
 
 def test_ctrl_c_during_tune_leaves_a_resumable_run_and_says_how(tiny_weights_dir: Path, tmp_path: Path) -> None:
-    from graftzoo.train.loop import load_checkpoint
+    from graftzoo.train.checkpoint import load_checkpoint
     from graftzoo.train.run import read_info
 
     out = tmp_path / "run"

@@ -49,7 +49,7 @@ def test_injected_error_outside_home_points_at_the_output(tmp_path: Path, monkey
 
 def test_checkpoint_on_a_full_disk_keeps_the_last_one_then_resumes(small_fs: Callable[..., Path],
                                                                    config: Callable[..., Any], tmp_path: Path) -> None:
-    from graftzoo.train import loop
+    from graftzoo.train import checkpoint as loop
     from graftzoo.train.engine import resume, train
 
     cfg = config(policy="top-k", unfreeze=1, epochs=3)
