@@ -20,8 +20,12 @@ One class per kind of failure, whichever module or plugin notices it:
                    an ``--image-size`` a fixed-size model cannot take
 ``DataError``      input data is missing, unreadable, of another modality, or
                    unsuitable for the task
-``TrainingError``  a run cannot go on: a run directory that exists or is
-                   damaged, an interrupted run, an export that fails
+``TrainingError``  a run cannot go on: a run directory that exists, is
+                   damaged or is being written by another process, an
+                   interrupted run, an export that fails
+``StorageError``   a write failed for want of room or permission (ENOSPC,
+                   EDQUOT, EROFS, EACCES): names the file and what to free or
+                   where to point ``GRAFTZOO_HOME``
 =================  ===========================================================
 """
 

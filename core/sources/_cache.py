@@ -29,7 +29,7 @@ from typing import Any
 from graftzoo.errors import ChecksumError, SourceError, StorageError
 from graftzoo.home import graftzoo_home
 from graftzoo.home import hf_cache as hf_cache  # where it is computed; sources use it as _cache.hf_cache
-from graftzoo.storage import atomic
+from graftzoo.storage import atomic, locks
 
 CHUNK = 1 << 20
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._\-]")
@@ -213,24 +213,9 @@ def write_verified(
 
 @contextmanager
 def lock(name: str, timeout: float = 600.0) -> Iterator[None]:
-    """An inter-process file lock under ``GRAFTZOO_HOME/locks`` (bounded wait)."""
-    from filelock import FileLock, Timeout
-
-    path = graftzoo_home() / "locks" / f"{safe_name(name)}.lock"
-    held = FileLock(str(path), timeout=timeout)
-    try:
-        with atomic.translated(path, "a lock file"):  # a read-only or full home fails here, clearly
-            path.parent.mkdir(parents=True, exist_ok=True)
-            held.acquire()
-    except Timeout:
-        raise SourceError(
-            f"waited {timeout:.0f} s for the lock {path}: another process is still making the same file; "
-            "wait for it, or remove the lock file if no graft process is alive"
-        ) from None
-    try:
+    """An inter-process file lock under ``GRAFTZOO_HOME/locks`` (bounded wait; see ``storage.locks.waiting``)."""
+    with locks.waiting(name, timeout):
         yield
-    finally:
-        held.release()
 
 
 def manifest_path(model_id: str) -> Path:

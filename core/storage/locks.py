@@ -1,9 +1,13 @@
-"""An exclusive lock that refuses at once and names its holder (one writer per run directory).
+"""Inter-process locks: one that waits (shared cache entries), one that refuses at once (run directories).
 
-The lock is an ``flock`` on ``.<name>.graft-lock`` beside the guarded path.
-The kernel drops it when its process dies, however it dies, so the lock of a
-killed process is simply taken over; the file records the holder's pid,
-command and start time so a refusal can say who holds it.
+Both are ``flock`` locks, which the kernel drops when their process dies,
+however it dies: the lock of a killed process is simply taken over.
+
+- ``waiting(name)``: ``GRAFTZOO_HOME/locks/NAME.lock``; a second process that
+  needs the same download, conversion or features waits, then reuses them.
+- ``exclusive(path)``: ``.<name>.graft-lock`` beside a run directory; a second
+  writer refuses at once, naming the holder (pid, command, start time), which
+  the lock file records.
 """
 
 from __future__ import annotations
@@ -11,16 +15,38 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from graftzoo.errors import TrainingError
+from graftzoo.errors import SourceError, TrainingError
+from graftzoo.home import graftzoo_home
 from graftzoo.storage import atomic
 
 LOCK_SUFFIX = ".graft-lock"
+
+
+@contextmanager
+def waiting(name: str, timeout: float = 600.0) -> Iterator[None]:
+    """Hold ``GRAFTZOO_HOME/locks/NAME.lock``, waiting up to ``timeout`` seconds for another holder."""
+    from filelock import FileLock, Timeout
+
+    path = graftzoo_home() / "locks" / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}.lock"
+    held = FileLock(str(path), timeout=timeout)
+    try:
+        with atomic.translated(path, "a lock file"):  # a read-only or full home fails here, clearly
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held.acquire()
+    except Timeout:
+        raise SourceError(f"waited {timeout:.0f} s for the lock {path}: another process is still making the same "
+                          "file; wait for it, or remove the lock file if no graft process is alive") from None
+    try:
+        yield
+    finally:
+        held.release()
 
 
 def lock_path(path: Path) -> Path:

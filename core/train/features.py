@@ -23,7 +23,7 @@ import torch
 from graftzoo.data import LabelledData
 from graftzoo.home import graftzoo_home
 from graftzoo.progress import progress_bar
-from graftzoo.storage import checked
+from graftzoo.storage import checked, locks
 from graftzoo.train.backbone import Backbone
 
 FEATURES_WAIT_S = 6 * 3600.0  # a big extraction takes long; a killed extractor's lock is freed at once
@@ -77,10 +77,8 @@ def extract_features(
     feats = _read_cached(path, len(samples))
     if feats is not None:
         return feats
-    from graftzoo.sources._cache import lock
-
     # One process extracts; another asking for the same features waits here and then reads them.
-    with lock("features-" + path.stem, timeout=FEATURES_WAIT_S):
+    with locks.waiting("features-" + path.stem, timeout=FEATURES_WAIT_S):
         feats = _read_cached(path, len(samples))
         if feats is None:
             from safetensors.torch import save
