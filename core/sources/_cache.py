@@ -149,10 +149,14 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def remove_stale_parts(dest: Path) -> None:
-    """Remove temporary files a killed writer of ``dest`` left behind (call with ``dest``'s lock held)."""
+    """Remove temporary files that killed writers of ``dest`` left behind (a live writer's are kept)."""
+    from graftzoo.storage.sweep import alive
+
     if dest.parent.is_dir():
         for stale in dest.parent.glob(f".{glob_escape(dest.name)}.*{atomic.TEMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
+            owner = atomic.temp_owner(stale)
+            if owner is None or not alive(owner):
+                stale.unlink(missing_ok=True)
 
 
 def glob_escape(name: str) -> str:

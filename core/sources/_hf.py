@@ -160,6 +160,7 @@ def _link(pointer: Path, blob: Path) -> None:
     """Point a snapshot entry at its blob with a relative symlink, replacing atomically."""
     pointer.parent.mkdir(parents=True, exist_ok=True)
     target = os.path.relpath(blob, pointer.parent)
+    _cache.remove_stale_parts(pointer)
     if pointer.is_symlink() and os.readlink(pointer) == target:
         return
     with atomic.atomic_path(pointer, f"the snapshot link {pointer.name}") as tmp:
@@ -171,6 +172,7 @@ def _write_ref(folder: Path, revision: str, commit: str) -> None:
         ref = folder / "refs" / revision
         _cache.safe_relpath(revision, "revision")
         ref.parent.mkdir(parents=True, exist_ok=True)
+        _cache.remove_stale_parts(ref)
         if not ref.is_file() or ref.read_text() != commit:
             atomic.write_text(ref, commit, f"the ref {revision}")
 
