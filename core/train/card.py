@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from graftzoo.storage import atomic
+
 if TYPE_CHECKING:
     from graftzoo.train.interop import Exported
 
@@ -89,4 +91,4 @@ def write_export_card(out: Path, info: dict[str, Any], exported: Exported) -> No
                 f"(n={final.get('n')})." if final else "."),
              "", "## Use", "", "```python", exported.snippet.strip(), "```", "",
              f"Labels: {', '.join(info['labels'])}", ""]
-    (out / "README.md").write_text("\n".join([*meta, "", *lines]), encoding="utf-8")
+    atomic.write_text(out / "README.md", "\n".join([*meta, "", *lines]), "the model card")

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from graftzoo.storage import atomic
+
 #: Beyond this many classes the cells are too small for numbers.
 MAX_ANNOTATED = 30
 
@@ -42,7 +44,8 @@ def write_curves(out: Path, history: Sequence[dict[str, Any]], title: str,
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=80)
+    fmt = path.suffix.lstrip(".") or "png"  # the temporary name has no image suffix to infer it from
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=80, format=fmt), path.name)
     _pyplot().close(fig)
     return path
 
