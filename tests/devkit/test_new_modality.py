@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from graftzoo.cli import cli
 SOURCE = Path(__file__).parent / "signal" / "graftzoo_signal"
 MODEL = "sigcnn_tiny.seed0"
 GREP_CORE = ("signal", "sigcnn")
+STDLIB_SIGNAL = re.compile(r"\bimport signal\b|\bsignal\.(signal|sig\w+)\b")
 
 
 def install_signal_plugin(site: Path) -> None:
@@ -130,5 +132,6 @@ def test_core_never_mentions_the_plugin() -> None:
     core = Path(__file__).resolve().parents[2] / "core"
     for path in core.rglob("*"):
         if path.is_file() and path.suffix in (".py", ".toml", ".tmpl", ".md"):
-            text = path.read_text(encoding="utf-8").lower()
+            # Python's own signal module (the CLI stops on SIGTERM as on Ctrl-C) is not the plugin.
+            text = STDLIB_SIGNAL.sub("", path.read_text(encoding="utf-8").lower())
             assert not any(word in text for word in GREP_CORE), path

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,15 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=os.environ.get
 REGISTRY_LINES = (REPO / "registry.toml").read_text(encoding="utf-8").splitlines()
 JUNK = st.sampled_from(['""', "0", "-1", "1e999", "[]", "{}", "true", '"hf://"', '"file://../../x"', '"pkg://a"',
                         '"\\u0000"', "nan", '"' + "x" * 300 + '"', "[1, [2]]", "{a = 1}", "'''", "\\", '"mit"'])
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins() -> Iterator[None]:
+    """A CLI call under GRAFTZOO_NO_PLUGINS=1 loads a plugin-less manager: never hand it to the next test."""
+    from graftzoo.plugins import reset_plugins
+
+    yield
+    reset_plugins()
 
 
 @st.composite
