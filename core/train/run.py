@@ -77,7 +77,7 @@ def _check_info(path: Path, info: dict[str, Any]) -> None:
         if not isinstance(info.get(name), kind):
             raise TrainingError(f"{path}: field {name!r} is missing or not a {getattr(kind, '__name__', kind)}; "
                                 "the run directory is damaged (or was written by another program)")
-    if not all(isinstance(label, str) for label in info["labels"]):
+    if not info["labels"] or not all(isinstance(label, str) for label in info["labels"]):
         raise TrainingError(f"{path}: 'labels' must be a list of class names; the run directory is damaged")
     extra = info.get("extra_files", {})
     if not isinstance(info["data"].get("fingerprint"), str) or not isinstance(extra, dict) or not all(
