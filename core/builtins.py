@@ -31,6 +31,8 @@ def register_modalities(register: RegisterModality) -> None:
 def register_heads(register: RegisterHead) -> None:
     register("linear", "graftzoo.train.heads:linear_head", description="one linear layer (a probe)")
     register("mlp", "graftzoo.train.heads:mlp_head", description="hidden layer with dropout, then linear")
+    register("prototype", "graftzoo.train.heads:prototype_head",
+             description="cosine similarity to class means (few-shot)")
     register("token", "graftzoo.train.heads:token_head", description="per-token linear classifier (NER)")
 
 

@@ -13,6 +13,18 @@ from graftzoo.cli.config_file import apply_config, config_extras
 from graftzoo.errors import TrainingError
 
 
+def _lr_option(ctx: click.Context, param: click.Parameter, value: str) -> float | str:
+    if str(value).lower() == "auto":
+        return "auto"
+    try:
+        lr = float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a number or 'auto', got {value!r}") from None
+    if not lr > 0:
+        raise click.BadParameter(f"must be positive, got {value}")
+    return lr
+
+
 def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -40,23 +52,51 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
 @click.option("--policy", default="frozen", show_default=True, shell_complete=complete_policies,
               help="Freeze policy: frozen, full, top-k, gradual, bitfit, lora (or a plugin's).")
 @click.option("--head", default="linear", show_default=True, shell_complete=complete_heads,
-              help="Head: linear, mlp, token (or a plugin's).")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Learning rate of the head and top group.")
+              help="Head: linear, mlp, prototype (class means, cosine; few-shot), token (or a plugin's).")
+@click.option("--lr", default="1e-3", show_default=True, callback=_lr_option, metavar="LR|auto",
+              help="Learning rate of the head; 'auto' runs a learning-rate range test first (plot: lr_find.png).")
+@click.option("--backbone-lr-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Backbone lr as a fraction of --lr (default: the policy's, 0.3 for full/top-k/gradual, "
+                   "1 for lora/bitfit).")
 @click.option("--lr-decay", type=float, default=1.0, show_default=True,
-              help="Layer-wise decay: group i from the top learns at lr*F^i.")
+              help="Layer-wise decay: backbone group i from the top learns at lr*scale*F^i.")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True, help="AdamW weight decay.")
 @click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout in the head.")
 @click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units of the mlp head.")
 @click.option("--l2sp", type=float, default=0.0, show_default=True, help="L2-SP penalty toward pretrained weights.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Default: 32, or 16/8 when the training split is small (about 8 steps an epoch).")
 @click.option("--image-size", type=click.IntRange(min=8), default=None, help="Input size (vision): smaller is faster.")
 @click.option("--val-split", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Held-out fraction, stratified and seeded.")
 @click.option("--limit-per-class", type=click.IntRange(min=1), default=None, help="Few-shot: at most N per class.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--early-stopping", type=click.IntRange(min=1), default=None, metavar="PATIENCE",
-              help="Stop after PATIENCE epochs without a lower validation loss; keep the best epoch.")
+              help="Stop after PATIENCE epochs without a better validation metric; keep the best epoch.")
+@click.option("--early-stopping-metric", type=click.Choice(["loss", "accuracy", "macro_f1"]), default="loss",
+              show_default=True, help="What --early-stopping watches.")
+@click.option("--scheduler", type=click.Choice(["cosine", "linear", "constant"]), default="cosine",
+              show_default=True, help="Learning-rate schedule over the epochs.")
+@click.option("--warmup-epochs", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Epochs of linear lr warm-up before the schedule.")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
+@click.option("--class-weights", type=click.Choice(["auto", "none"]), default="auto", show_default=True,
+              help="auto: weight the loss by inverse class frequency when classes are imbalanced (3:1 or more).")
+@click.option("--augment", default=None, metavar="none|light|strong|T1,T2",
+              help="Training augmentation: a preset or named transforms of the modality (vision: crop, hflip, "
+                   "randaugment, trivialaugment, colorjitter; audio: noise, speed, pitch, specaugment; text: none). "
+                   "Default: the adapter's safe choice (vision/audio light: no flips, mild crops; text none).")
+@click.option("--augment-views", type=click.IntRange(min=0), default=None, metavar="K",
+              help="frozen: cache K augmented passes of the training data (default 4 with --augment, else 0).")
+@click.option("--crop-pct", type=click.FloatRange(0.1, 1.0), default=None,
+              help="Vision evaluation: centre-crop fraction (1.0 keeps the whole image).")
+@click.option("--probe", type=click.Choice(["lbfgs", "sgd"]), default="lbfgs", show_default=True,
+              help="frozen + linear head: lbfgs fits logistic regression to convergence (L2 chosen by 5-fold CV); "
+                   "sgd trains it for --epochs.")
+@click.option("--refit/--no-refit", default=None,
+              help="After validation, retrain on train+validation for the epoch count chosen on validation "
+                   "(default: only for the frozen probe, where it costs one more fit).")
 @click.option("--unfreeze", type=int, default=None, metavar="K", help="top-k: how many top groups train.")
 @click.option("--unfreeze-every", type=int, default=None, metavar="N", help="gradual: one more group every N epochs.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=8, show_default=True)
@@ -127,6 +167,8 @@ def tune(model: str | None, data: str | None, data_override: str | None, resume:
         options["log_with"] = resolve_trackers(options["log_with"])
         data_options = {k: v for k, v in (("text_column", text_column), ("label_column", label_column),
                                           ("path_column", path_column)) if v is not None}
+        if options["lr"] == "auto":
+            options.update(lr=1e-3, lr_auto=True)
         config = TrainConfig(model=model, data=data, format=data_format,
                              backbone_options=_key_values(backbone_options, "--backbone-option"),
                              head_extra=_key_values(head_options, "--head-option"),

@@ -59,7 +59,7 @@ def _card_body(out: Path, info: dict[str, Any]) -> list[str]:
     if final:
         lines += ["## Validation results", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                  for k, v in final.items() if k != "confusion"]
+                  for k, v in final.items() if k not in ("confusion", "correct")]
         lines.append("")
     baseline = info.get("baseline")
     if baseline:
@@ -76,19 +76,25 @@ def _card_body(out: Path, info: dict[str, Any]) -> list[str]:
 
 def compare_baseline(out: Path, info: dict[str, Any], base: dict[str, Any],
                      echo: Callable[[str], None] | None) -> dict[str, Any]:
-    """Record pretrained-vs-scratch accuracy in graft.json and the card; flag negative transfer."""
-    ours = (info.get("final") or {}).get("accuracy")
-    theirs = (base.get("final") or {}).get("accuracy")
+    """Record pretrained-vs-scratch accuracy in graft.json and the card, with a paired-bootstrap CI of the gain.
+
+    NEGATIVE TRANSFER is claimed only when the whole interval is below 0 on
+    enough validation samples; otherwise the verdict says "inconclusive".
+    """
+    from graftzoo.diagnostics.verdict import bootstrap_gain, describe
+
+    ours, theirs = info.get("val_correct"), base.get("val_correct")
+    record: dict[str, Any] = {"kind": "scratch", "run": "baseline",
+                              "accuracy": (base.get("final") or {}).get("accuracy")}
     if ours is None or theirs is None:
         verdict = "no validation split, so the scratch baseline cannot be compared"
-        gain = None
+        record.update(gain=None, verdict_kind="inconclusive", negative_transfer=False)
     else:
-        gain = ours - theirs
-        verdict = (f"pretrained {ours:.4f} vs scratch {theirs:.4f} validation accuracy: "
-                   f"gain {gain:+.4f}" + (" -- NEGATIVE TRANSFER: the pretrained start hurt; try another model, "
-                                          "another policy or more data" if gain < 0 else ""))
-    info = {**info, "baseline": {"kind": "scratch", "run": "baseline", "accuracy": theirs, "gain": gain,
-                                 "negative_transfer": gain is not None and gain < 0, "verdict": verdict}}
+        g = bootstrap_gain(ours, theirs, seed=int(info["config"].get("seed", 0)))
+        verdict = describe(g)
+        record.update(gain=g.gain, ci_low=g.low, ci_high=g.high, n=g.n, verdict_kind=g.verdict,
+                      negative_transfer=g.verdict == "negative")
+    info = {**info, "baseline": {**record, "verdict": verdict}}
     write_json_atomic(out / INFO, info)
     write_card(out, info)
     from graftzoo.train.plots import write_curves

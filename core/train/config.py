@@ -16,17 +16,40 @@ class TrainConfig:
     policy: str = "frozen"
     head: str = "linear"
     lr: float = 1e-3
+    #: ``--lr auto``: run a learning-rate range test first and train at the lr it suggests
+    lr_auto: bool = False
     lr_decay: float = 1.0
+    #: backbone lr = lr * this (top group); None: the policy family's default (lower than the head's)
+    backbone_lr_scale: float | None = None
     weight_decay: float = 0.0
     dropout: float = 0.0
     l2sp: float = 0.0
     epochs: int = 10
-    batch_size: int = 32
+    #: None: data-aware (``plan.auto_batch_size``: 32, smaller for small training sets); resolved before the run
+    batch_size: int | None = None
     image_size: int | None = None
     val_split: float = 0.2
     limit_per_class: int | None = None
     seed: int = 0
     early_stopping: int | None = None
+    #: what --early-stopping watches: loss (lower is better), accuracy or macro_f1 (higher is better)
+    early_stopping_metric: str = "loss"
+    #: frozen + linear head: "lbfgs" (converged logistic regression, C by cross-validation) or "sgd" (epochs of AdamW)
+    probe: str = "lbfgs"
+    #: none|light|strong or named transforms (comma-separated); None: the adapter's safe default
+    augment: str | None = None
+    #: frozen policy: cache this many augmented passes of the training data (None: 4 with --augment, else 0)
+    augment_views: int | None = None
+    #: evaluation centre-crop fraction (vision); None: the model's own
+    crop_pct: float | None = None
+    #: "auto": inverse-frequency class weights when the classes are imbalanced; "none": plain loss
+    class_weights: str = "auto"
+    label_smoothing: float = 0.0
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    #: retrain on train+validation for the epoch count chosen on validation; None: only a head fitted to
+    #: convergence on cached features (frozen probe), where the refit costs one more fit and no epochs
+    refit: bool | None = None
     unfreeze: int | None = None
     unfreeze_every: int | None = None
     format: str | None = None
@@ -55,6 +78,10 @@ class TrainConfig:
         opts = dict(self.backbone_options)
         if self.image_size is not None:
             opts["image_size"] = self.image_size
+        if self.augment is not None:
+            opts["augment"] = self.augment
+        if self.crop_pct is not None:
+            opts["crop_pct"] = self.crop_pct
         return opts
 
     def policy_options(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ with an atomic checkpoint, so ``resume`` continues exactly where a run stopped.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +29,7 @@ from graftzoo.data import LabelledData
 from graftzoo.errors import TrainingError
 from graftzoo.metrics import classification_metrics
 from graftzoo.progress import progress_bar
-from graftzoo.train import loaders, optim, tracking
+from graftzoo.train import balance, fitting, loaders, optim, tracking
 from graftzoo.train.build import (
     build_model,
     check_contract,
@@ -40,7 +42,8 @@ from graftzoo.train.build import (
 from graftzoo.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.features import extract_features, feature_cache_path
-from graftzoo.train.inference import evaluate_samples
+from graftzoo.train.inference import classify, evaluate_samples
+from graftzoo.train.lr_find import RangeTest
 from graftzoo.train.plan import RunPlan, plan_run
 from graftzoo.train.run import INFO, RUN_FORMAT, WEIGHTS, copy_extra_files, read_info, run_info, save_weights
 from graftzoo.train.run import write_json_atomic as write_json
@@ -88,7 +91,8 @@ def train(config: TrainConfig | RunPlan, out: str | Path, *, overwrite: bool = F
     if echo is not None:
         echo(f"tuning {plan.entry.id} on {plan.config.data} with policy {plan.config.policy} -> {out}")
     info = Trainer(plan, out, echo=echo, progress=progress, on_epoch_end=on_epoch_end, overwrite=overwrite).run()
-    return _with_baseline(plan, out, info, echo, progress)
+    info = _with_baseline(plan, out, info, echo, progress)
+    return _with_refit(plan, out, info, echo, progress)
 
 
 @locked_run("run_dir")
@@ -131,9 +135,34 @@ def _with_baseline(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | 
     from graftzoo.train.artifacts import compare_baseline
 
     if echo is not None:
-        echo("training the scratch baseline (same architecture, random init, policy full, same budget)")
+        echo("training the scratch baseline (same architecture, random init, policy full, same budget"
+             + (" and the same lr range test)" if plan.config.lr_auto else ")"))
     base = Trainer(plan.scratch(), out / "baseline", echo=echo, progress=progress, overwrite=True).run()
     return compare_baseline(out, info, base, echo)
+
+
+def _with_refit(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | None, progress: bool) -> dict[str, Any]:
+    """``--refit``: retrain on train+validation for the epochs chosen on validation; those weights are kept.
+
+    By default only a head fitted to convergence on cached features (the frozen probe) is refitted: it costs
+    one more fit. graft.json's validation metrics stay the train-only model's (the refitted one has seen the
+    validation data, so it cannot be scored on it).
+    """
+    config = plan.config
+    if not plan.split.val or not (config.refit or (config.refit is None and "head_fit" in info)):
+        return info
+    epochs = int(info["final"].get("best_epoch") or len(info["epochs"]))
+    refit = plan.refit(epochs, float(info["config"]["lr"]))
+    if echo is not None:
+        echo(f"--refit: retraining on train+validation ({len(refit.split.train)} samples) for {epochs} epoch(s)")
+    Trainer(refit, out / "refit", echo=echo, progress=progress, overwrite=True).run()
+    shutil.copy2(out / "refit" / WEIGHTS, out / WEIGHTS)
+    shutil.rmtree(out / "refit")
+    info = {**info, "refit": {"epochs": epochs, "n_train": len(refit.split.train),
+                              "note": "weights retrained on train+validation; validation metrics are the "
+                                      "train-only model's"}}
+    write_json(out / INFO, info)
+    return info
 
 
 class Trainer:
@@ -146,7 +175,9 @@ class Trainer:
         self.state, self.overwrite = state, overwrite
         self.echo, self.progress, self.on_epoch_end = echo, progress, on_epoch_end
         self.history: list[dict[str, Any]] = []
-        self.early: dict[str, Any] = {"best_loss": float("inf"), "best_epoch": 0, "bad": 0}
+        self.early: dict[str, Any] = {"best_loss": float("inf"), "best_epoch": 0, "bad": 0, "stopped": 0}
+        self.fitted: dict[str, Any] | None = None  # a head fitted to convergence on cached features
+        self.lr_found: RangeTest | None = None  # --lr auto's range test
         self.start = 0
         self.timing: dict[str, float] = {}
         self.info: dict[str, Any] = {}
@@ -158,10 +189,23 @@ class Trainer:
         self.prepare_features()
         self.make_optimiser()
         self.write_start()
+        if self.fitted is not None:  # no epochs of SGD: one row for the fit
+            self.history.append(fitting.fitted_row(self.model.head, self.train_feats, self.train_targets,
+                                                   self.fitted, self.validate if self.plan.split.val else None))
+            self.say(fitting.fitted_line(self.fitted, self.history[-1]))
+        else:
+            self._fit_epochs()
+        info = self.finish()
+        if self.config.log_with:
+            tracking.finish(self.accelerator, self.out, self.step)
+        return info
+
+    def _fit_epochs(self) -> None:
         epoch = self.start
         try:
             for epoch in range(self.start, self.config.epochs):
                 if self.early["bad"] >= (self.config.early_stopping or 1 << 30):
+                    self._stop_early(epoch)
                     break
                 self.checkpoint(self.fit_epoch(epoch))
         except KeyboardInterrupt:
@@ -170,10 +214,17 @@ class Trainer:
             raise TrainingError(f"interrupted during epoch {epoch + 1}; {len(self.history)} epoch(s) are "
                                 f"checkpointed in {self.out}; continue with 'graft tune --resume {self.out}'"
                                 ) from None
-        info = self.finish()
-        if self.config.log_with:
-            tracking.finish(self.accelerator, self.out, self.step)
-        return info
+
+    def _stop_early(self, epoch: int) -> None:
+        self.early["stopped"] = epoch
+        self.say(f"early stopping: no better validation {self.config.early_stopping_metric} for "
+                 f"{self.config.early_stopping} epoch(s); stopped after epoch {epoch}, keeping epoch "
+                 f"{self.early['best_epoch']}")
+
+    @property
+    def batch_size(self) -> int:
+        """The run's batch size (resolved by the plan; 32 for configs of older runs)."""
+        return int(self.config.batch_size or 32)
 
     def say(self, message: str) -> None:
         """Print on the main process only."""
@@ -185,8 +236,8 @@ class Trainer:
         """The accelerator (devices, processes, precision)."""
         self.accelerator = make_accelerator(**tracking.accelerator_kwargs(self.config.log_with, self.out))
         self.main = bool(self.accelerator.is_main_process)
-        if self.config.batch_size % self.accelerator.num_processes:
-            raise TrainingError(f"--batch-size {self.config.batch_size} must be a multiple of the "
+        if self.batch_size % self.accelerator.num_processes:
+            raise TrainingError(f"--batch-size {self.batch_size} must be a multiple of the "
                                 f"{self.accelerator.num_processes} processes (each global batch is split between "
                                 "them)")
 
@@ -213,10 +264,16 @@ class Trainer:
     def write_start(self) -> None:
         """Create (or replace) the run directory, complete with graft.json (status ``running``), in one rename."""
         self.info = {**run_info(self.plan, self.model, self.policy, self.history), "timing": self.timing}
+        if self.fitted is not None:
+            self.info["head_fit"] = self.fitted
         if self.main and self.state is None:
             create_run_dir(self.out, self.info, write_json)
         elif self.main:
             write_json(self.out / INFO, self.info)
+        if self.lr_found is not None and self.main:
+            from graftzoo.train.lr_find import save
+
+            save(self.lr_found, self.out)
         self.accelerator.wait_for_everyone()
         # Trackers start once the run directory exists (their offline stores live in it).
         tracking.start(self.accelerator, self.config.log_with, self.config.project, self.out, self.config.to_dict())
@@ -228,42 +285,105 @@ class Trainer:
         Either way the plugin contract is checked first, on two samples: features
         of the declared width through the head (``train.build.check_contract``);
         features already in the cache were made by the same adapter and options.
+        A frozen run adds ``--augment-views`` augmented passes to the cache and fits a
+        linear or prototype head to convergence (``train.fitting``).
         """
         plan, config, split = self.plan, self.config, self.plan.split
         self.cached = self.policy.caches_features and plan.task == "classification"
-        self.sampler = loaders.EpochShuffle(len(split.train), config.seed)
-        train_targets = [plan.targets[i] for i in split.train]
+        self.train_targets = [plan.targets[i] for i in split.train]
+        self.loss_fn = self._make_loss()
         probe = [plan.data.samples[i] for i in split.train[:2]]
         if self.cached:
             t_feat = time.perf_counter()
-            key = weights_identity(plan.entry, config.pretrained, plan.start_run)
-            if key is None or not feature_cache_path(self.model.backbone, plan.data, key).exists():
-                check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
-            feats = extract_features(self.model.backbone, plan.data, batch_size=max(config.batch_size, 64),
-                                     cache_key=key, device=self.accelerator.device,
-                                     progress=self.progress and self.main)
-            check_features(self.model, feats[:2], plan.entry, len(plan.classes))
-            self.val_feats = feats[split.val]
+            self._cache_features(probe)
             self.timing["features_seconds"] = round(time.perf_counter() - t_feat, 4)
-            self.loader = loaders.feature_loader(feats[split.train], train_targets, config.batch_size, self.sampler)
+            if config.probe == "lbfgs" and self.state is None:
+                self.fitted = fitting.fit_cached_head(
+                    self.model.head, self.train_feats, torch.tensor(self.train_targets), len(plan.classes),
+                    seed=config.seed, class_weight=self.class_weight, label_smoothing=config.label_smoothing)
+            self.sampler = loaders.EpochShuffle(len(self.train_targets), config.seed)
+            self.loader = loaders.feature_loader(self.train_feats, self.train_targets, self.batch_size, self.sampler)
             self.trainable: torch.nn.Module = self.model.head
         else:
             samples = [plan.data.samples[i] for i in split.train]
             check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
-            self.loader = loaders.sample_loader(self.model.backbone, samples, train_targets, config.batch_size,
+            if self.state is None:
+                fitting.init_prototypes(self.model, plan.data, split.train, self.train_targets,
+                                        self.accelerator.device)
+            self.sampler = loaders.EpochShuffle(len(split.train), config.seed)
+            self.loader = loaders.sample_loader(self.model.backbone, samples, self.train_targets, self.batch_size,
                                                 plan.task, self.sampler)
             self.trainable = self.model
 
+    def _cache_features(self, probe: list[Any]) -> None:
+        plan, config, split = self.plan, self.config, self.plan.split
+        key = weights_identity(plan.entry, config.pretrained, plan.start_run)
+        if key is None or not feature_cache_path(self.model.backbone, plan.data, key).exists():
+            check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
+        batch = max(self.batch_size, 64)
+        feats = extract_features(self.model.backbone, plan.data, batch_size=batch, cache_key=key,
+                                 device=self.accelerator.device, progress=self.progress and self.main)
+        check_features(self.model, feats[:2], plan.entry, len(plan.classes))
+        self.val_feats, self.train_feats = feats[split.val], feats[split.train]
+        views = fitting.views_wanted(config.augment, config.augment_views)
+        if views:
+            extra = fitting.augmented_views(self.model.backbone, plan.data, split.train, views, key=key,
+                                            seed=config.seed, batch_size=batch, device=self.accelerator.device,
+                                            progress=self.progress and self.main)
+            self.train_feats = torch.cat([self.train_feats, extra])
+            self.train_targets = self.train_targets * (views + 1)
+            self.say(f"frozen: {views} augmented view(s) of the training data cached with the plain features")
+
+    def _make_loss(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Cross-entropy with ``--label-smoothing`` and, for imbalanced classes, ``--class-weights``."""
+        token = self.plan.task == "token-classification"
+        self.class_weight = None
+        if not token:
+            self.class_weight = balance.run_class_weights(self.config.class_weights, self.train_targets,
+                                                          self.plan.classes, self.say if self.state is None else None)
+        weight = self.class_weight.to(self.accelerator.device) if self.class_weight is not None else None
+        smoothing = self.config.label_smoothing
+
+        def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            flat, fy = (logits.flatten(0, -2), y.flatten()) if token else (logits, y)
+            return torch.nn.functional.cross_entropy(flat.float(), fy, weight=weight, ignore_index=-100,
+                                                     label_smoothing=smoothing)
+
+        return loss
+
     def make_optimiser(self) -> None:
-        """AdamW over the policy's parameter groups, a cosine schedule, and a resumed run's saved state."""
+        """AdamW over the policy's parameter groups (the lr found first with ``--lr auto``), the schedule,
+        and a resumed run's saved state."""
+        if self.config.lr_auto and self.fitted is not None:
+            self.say("--lr auto: nothing to find, the head is fitted to convergence on cached features")
+        if self.config.lr_auto and self.fitted is None and self.state is None:
+            self._find_lr()
         config = self.config
-        self.optimizer = torch.optim.AdamW(optim.param_groups(self.model, config.lr, config.lr_decay,
-                                                              config.weight_decay, head_only=self.cached))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, optim.cosine(config.epochs))
+        self.optimizer = torch.optim.AdamW(self._param_groups())
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, optim.schedule(config.scheduler, config.epochs, config.warmup_epochs))
         if self.state is not None:
             self._restore(self.state)
         self.train_module, self.optimizer, self.loader = self.accelerator.prepare(self.trainable, self.optimizer,
                                                                                   self.loader)
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        config = self.config
+        scale = config.backbone_lr_scale if config.backbone_lr_scale is not None else self.policy.backbone_lr_scale
+        return optim.param_groups(self.model, config.lr, config.lr_decay, config.weight_decay,
+                                  head_only=self.cached, backbone_scale=scale)
+
+    def _find_lr(self) -> None:
+        """``--lr auto``: the range test's suggestion becomes the run's lr (stored in graft.json)."""
+        self.say("--lr auto: running a learning-rate range test")
+        result = fitting.find_lr(self.trainable, self._param_groups(), self.loader, self.loss_fn,
+                                 self.accelerator.device)
+        if not result.lrs or result.suggestion != result.suggestion:
+            raise TrainingError("--lr auto: the range test diverged at once; pass --lr VALUE")
+        self.lr_found = result  # saved into the run by write_start (nothing is written before it)
+        self.say(f"--lr auto: suggested lr {result.suggestion:.3g} (plot: {self.out / 'lr_find.png'})")
+        self.config = dataclasses.replace(self.config, lr=float(f"{result.suggestion:.3g}"))
+        self.plan = dataclasses.replace(self.plan, config=self.config)
 
     def _restore(self, state: dict[str, Any]) -> None:
         if "head" in state:  # a frozen run checkpoints only what trains
@@ -291,12 +411,13 @@ class Trainer:
         t_loop = time.perf_counter()
         sums = acc.reduce(self._train_pass(epoch), reduction="sum")
         train_seconds = time.perf_counter() - t_loop
+        lr_used = self.optimizer.param_groups[0]["lr"]  # this epoch's (the scheduler steps to the next one)
         self.scheduler.step()
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[2].clamp(min=1)),
                                "train_accuracy": float(sums[1] / sums[2].clamp(min=1))}
         if self.plan.split.val:
             self._validate_epoch(row, epoch)
-        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["lr"] = lr_used
         row["trainable_params"] = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         row["train_seconds"] = round(train_seconds, 4)
         row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -310,7 +431,7 @@ class Trainer:
             for batch, y in self.loader:
                 logits = self.train_module(batch)
                 flat, fy = (logits.flatten(0, -2), y.flatten()) if token else (logits, y)
-                loss = torch.nn.functional.cross_entropy(flat.float(), fy, ignore_index=-100)
+                loss = self.loss_fn(logits, y)
                 penalty = self.l2sp.penalty(self.model.backbone)
                 self.accelerator.backward(loss + penalty if penalty is not None else loss)
                 self.optimizer.step()
@@ -327,25 +448,33 @@ class Trainer:
 
     def _validate_epoch(self, row: dict[str, Any], epoch: int) -> None:
         vm = self.validate()
-        row.update({f"val_{k}": v for k, v in vm.items() if k not in ("confusion", "n")})
-        if vm["loss"] < self.early["best_loss"] - 1e-6:
-            self.early.update(best_loss=vm["loss"], best_epoch=epoch + 1, bad=0)
+        row.update({f"val_{k}": v for k, v in vm.items() if k not in ("confusion", "n", "correct")})
+        metric = self.config.early_stopping_metric
+        watched = vm[metric] * (1 if metric == "loss" else -1)  # lower is better
+        if watched < self.early["best_loss"] - 1e-6:
+            self.early.update(best_loss=watched, best_epoch=epoch + 1, bad=0)
             if self.config.early_stopping is not None and self.main:
                 save_weights(self.trainable, self.out / BEST)
         else:
             self.early["bad"] += 1
 
     def validate(self) -> dict[str, Any]:
-        """Metrics on the validation split (the head on cached features when the backbone is frozen)."""
+        """Metrics on the validation split (the head on cached features when the backbone is frozen), plus
+        per-sample ``correct`` (0/1) for classification: the paired bootstrap of ``--baseline`` needs it."""
         plan = self.plan
         val_targets = [plan.targets[i] for i in plan.split.val]
+        val_samples = [plan.data.samples[i] for i in plan.split.val]
+        if plan.task == "token-classification":
+            return evaluate_samples(self.model, val_samples, val_targets, plan.classes, self.batch_size)
         if self.cached:  # the backbone never runs again
             with torch.no_grad():
                 self.model.head.eval()
                 logits = self.model.head(self.val_feats.to(self.accelerator.device)).float().cpu()
-            return classification_metrics(logits, torch.tensor(val_targets), len(plan.classes))
-        val_samples = [plan.data.samples[i] for i in plan.split.val]
-        return evaluate_samples(self.model, val_samples, val_targets, plan.classes, self.config.batch_size)
+        else:
+            logits = classify(self.model, val_samples, self.batch_size)
+        y = torch.tensor(val_targets)
+        return {**classification_metrics(logits, y, len(plan.classes)),
+                "correct": (logits.argmax(-1) == y).int().tolist()}
 
     def checkpoint(self, row: dict[str, Any]) -> None:
         """Record the epoch: checkpoint (the head only when the backbone is frozen), metrics.jsonl, console line."""
@@ -374,12 +503,17 @@ class Trainer:
 
             load_model(self.trainable, str(best), strict=True)  # the epoch with the lowest validation loss
         final: dict[str, Any] = {}
+        correct = None
         if self.plan.split.val:
             final = self.validate()
+            correct = final.pop("correct", None)
             if self.config.early_stopping is not None:  # otherwise the weights are the last epoch's
                 final["best_epoch"] = self.early["best_epoch"]
+                if self.early.get("stopped"):
+                    final["stopped_after_epoch"] = self.early["stopped"]
         info = {**self.info, "status": "complete", "epochs": self.history, "final": final,
-                "policy": {**self.info["policy"], "state": self.policy.state_dict()}}
+                "policy": {**self.info["policy"], "state": self.policy.state_dict()},
+                **({"val_correct": correct} if correct is not None else {})}
         if self.main:
             self._write_final(info, final)
             best.unlink(missing_ok=True)

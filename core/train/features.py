@@ -61,11 +61,15 @@ def extract_features(
     cache_key: str | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    train: bool = False,
 ) -> torch.Tensor:
     """Pooled features ``[N, feature_dim]`` (float32, CPU) of every sample, in order.
 
     The backbone runs in eval mode with deterministic (non-augmenting)
-    collation. With ``cache_key`` (what identifies the weights, e.g.
+    collation, or with the training (augmenting) collation when ``train``:
+    one augmented view per sample, drawn from torch's global RNG (seed it
+    first), for ``--augment-views``; its ``cache_key`` must then name the view.
+    With ``cache_key`` (what identifies the weights, e.g.
     ``graftzoo.train.build.weights_identity(entry, pretrained)``) the result is
     read from / written to the feature cache; without it nothing is cached.
     The backbone's train/eval mode is restored afterwards.
@@ -113,10 +117,11 @@ def _compute(backbone: Backbone, samples: Sequence[Any], batch_size: int, device
     dev = torch.device(device) if device is not None else next(backbone.parameters()).device
     chunks: list[torch.Tensor] = []
     try:
-        with progress_bar("extracting features", total=len(samples), enabled=progress) as advance:
+        title = "extracting augmented features" if train else "extracting features"
+        with progress_bar(title, total=len(samples), enabled=progress) as advance:
             for start in range(0, len(samples), batch_size):
                 part = samples[start:start + batch_size]
-                batch = to_device(backbone.collate(list(part), train=False), dev, backbone.channels_last)
+                batch = to_device(backbone.collate(list(part), train=train), dev, backbone.channels_last)
                 chunks.append(backbone(batch).float().cpu())
                 advance(len(part))
     finally:

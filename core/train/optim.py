@@ -14,10 +14,10 @@ from graftzoo.train.policies import FreezePolicy
 
 
 def param_groups(model: GraftModel, lr: float, lr_decay: float, weight_decay: float,
-                 head_only: bool = False) -> list[dict[str, Any]]:
-    """Optimiser groups: the head and the top backbone group at ``lr``, group i from the top at ``lr * lr_decay**i``.
+                 head_only: bool = False, *, backbone_scale: float = 1.0) -> list[dict[str, Any]]:
+    """Optimiser groups: the head at ``lr``, backbone group i from the top at ``lr * backbone_scale * lr_decay**i``.
 
-    ``--lr-decay 1`` means one learning rate everywhere. Every parameter that
+    ``--lr-decay 1`` with a scale of 1 means one learning rate everywhere. Every parameter that
     exists is included (trainable now or later, so ``Gradual`` keeps one
     optimiser); biases and norm weights get no weight decay.
     """
@@ -36,15 +36,38 @@ def param_groups(model: GraftModel, lr: float, lr_decay: float, weight_decay: fl
     if head_only:
         return groups
     backbone_groups = model.group_modules()
+    top = lr * backbone_scale
     for i, (name, module) in enumerate(reversed(backbone_groups)):
-        add(f"backbone.{name}", list(module.named_parameters()), lr * lr_decay ** i)
-    add("backbone.other", list(model.backbone.named_parameters()), lr * lr_decay ** len(backbone_groups))
+        add(f"backbone.{name}", list(module.named_parameters()), top * lr_decay ** i)
+    add("backbone.other", list(model.backbone.named_parameters()), top * lr_decay ** len(backbone_groups))
     return groups
 
 
-def cosine(epochs: int) -> Callable[[int], float]:
-    """Per-epoch cosine schedule from 1 to ~0 (one-epoch runs keep a constant learning rate)."""
-    return lambda epoch: 0.5 * (1 + math.cos(math.pi * epoch / epochs)) if epochs > 1 else 1.0
+SCHEDULERS = ("cosine", "linear", "constant")
+
+
+def schedule(name: str, epochs: int, warmup: int = 0) -> Callable[[int], float]:
+    """Per-epoch lr factor: ``warmup`` epochs rising linearly to 1, then cosine/linear decay or constant.
+
+    The factor for epoch e (0-based) is the one the optimiser uses during that epoch; one-epoch runs keep
+    a constant learning rate.
+    """
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
+    warmup = max(0, min(warmup, epochs - 1))
+    rest = epochs - warmup
+
+    def factor(epoch: int) -> float:
+        if epoch < warmup:
+            return (epoch + 1) / (warmup + 1)
+        t = epoch - warmup
+        if name == "constant" or rest <= 1:
+            return 1.0
+        if name == "linear":
+            return 1.0 - t / rest
+        return 0.5 * (1 + math.cos(math.pi * t / rest))
+
+    return factor
 
 
 class L2SP:

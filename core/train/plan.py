@@ -55,6 +55,18 @@ def split_indices(config: TrainConfig, labels: Sequence[Any]) -> Split:
     return Split(train, val)
 
 
+def auto_batch_size(n_train: int, largest: int = 32, smallest: int = 8) -> int:
+    """The default batch: ``largest``, or the power of two giving about 8 steps an epoch on small sets.
+
+    80 few-shot images in batches of 32 make 3 optimiser steps an epoch, too few for a fine-tune of
+    10 epochs to move; batches of 8 make 10.
+    """
+    size = largest
+    while size > smallest and n_train < 8 * size:
+        size //= 2
+    return size
+
+
 def check_modality(data: LabelledData, modality: str, model: str, spec: str) -> None:
     """A plain ``DataError`` when the data is of another modality than the model."""
     if data.modality is not None and data.modality != modality:
@@ -119,11 +131,20 @@ class RunPlan:
         return self.data.task
 
     def scratch(self) -> RunPlan:
-        """The plan of the scratch baseline: same data and split, random init, policy ``full``."""
+        """The plan of the scratch baseline: same data, split, budget and lr (or ``--lr auto`` search); random
+        init, policy ``full``, one lr for every layer (nothing pretrained to protect), no refit."""
         config = TrainConfig.from_dict({**self.config.to_dict(), "pretrained": False, "baseline": None,
-                                        "policy": "full", "unfreeze": None, "unfreeze_every": None})
+                                        "policy": "full", "unfreeze": None, "unfreeze_every": None,
+                                        "backbone_lr_scale": 1.0, "refit": False, "probe": "lbfgs",
+                                        "augment_views": None})
         policy = get_plugins().get("freeze_policies", "full")
         return dataclasses.replace(self, config=config, parts=dataclasses.replace(self.parts, policy=policy))
+
+    def refit(self, epochs: int, lr: float) -> RunPlan:
+        """``--refit``'s plan: train+validation, no validation, ``epochs`` at ``lr`` (as chosen on validation)."""
+        config = dataclasses.replace(self.config, epochs=epochs, lr=lr, lr_auto=False, early_stopping=None,
+                                     refit=False, baseline=None, log_with=[])  # trackers follow the real run
+        return dataclasses.replace(self, config=config, split=Split(sorted(self.split.train + self.split.val), []))
 
 
 def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Registry | None = None) -> RunPlan:
@@ -157,6 +178,8 @@ def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Re
     if config.init_head and start_run is None:
         raise OptionError("--init-head starts from a pushed run's head; MODEL must be hf://ORG/REPO of a run "
                           "published with 'graft push'")
+    if config.batch_size is None:
+        config = dataclasses.replace(config, batch_size=auto_batch_size(len(split.train)))
     return RunPlan(config, entry, Parts(adapter, head, policy), data, classes, targets, split, start_run)
 
 

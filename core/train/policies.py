@@ -69,6 +69,9 @@ class FreezePolicy:
     caches_features: ClassVar[bool] = False
     #: the options this policy reads (None: undeclared, every option is passed unchecked)
     options_used: ClassVar[frozenset[str] | None] = None
+    #: Default backbone lr as a fraction of the head's (``--backbone-lr-scale``): pretrained weights are
+    #: already good and move less than a fresh head; adapters (LoRA) and biases (BitFit) start fresh or tiny.
+    backbone_lr_scale: ClassVar[float] = 0.3
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -218,6 +221,7 @@ class BitFit(FreezePolicy):
 
     name = "bitfit"
     options_used = frozenset()
+    backbone_lr_scale = 1.0
 
     def apply(self, model: GraftModel) -> None:
         super().apply(model)
@@ -238,6 +242,7 @@ class Lora(FreezePolicy):
 
     name = "lora"
     options_used = frozenset({"lora_rank", "lora_alpha"})
+    backbone_lr_scale = 1.0
 
     def validate(self, model: GraftModel) -> None:
         if not model.backbone.lora_targets():

@@ -110,6 +110,10 @@ def test_builtin_heads_pass(head: str) -> None:
     kit.check_head(head, tokens=True)
 
 
+def test_prototype_head_passes_without_dropout() -> None:
+    kit.check_head("prototype", tokens=True, dropout=False)
+
+
 def test_broken_heads_fail() -> None:
     with pytest.raises(ConformanceError, match=r"ignores the dropout option"):
         kit.check_head(broken.head_without_dropout)

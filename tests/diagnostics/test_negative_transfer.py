@@ -64,11 +64,14 @@ def models(tmp_path_factory: pytest.TempPathFactory, no_plugins: None) -> Iterat
     undo()
 
 
-def tune_with_baseline(model: str, out: Path) -> tuple[str, dict[str, Any]]:
-    """The console output and graft.json of a short full fine-tune with the scratch baseline."""
+def tune_with_baseline(model: str, out: Path, val_split: float = 0.5) -> tuple[str, dict[str, Any]]:
+    """The console output and graft.json of a short full fine-tune with the scratch baseline.
+
+    tinydigits has 120 images: a 0.5 split leaves 60 for validation, enough for a verdict (30+).
+    """
     result = CliRunner().invoke(cli, ["tune", model, "tinydigits", "--policy", "full", "--epochs", "3", "--lr",
-                                      "0.01", "--batch-size", "16", "--baseline", "scratch", "--out", str(out)],
-                                catch_exceptions=False)
+                                      "0.01", "--batch-size", "16", "--baseline", "scratch", "--out", str(out),
+                                      "--val-split", str(val_split)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output, json.loads((out / "graft.json").read_text())
 
@@ -87,8 +90,22 @@ def test_scratch_baseline_reports_gain_and_flags_negative_transfer(models: tuple
     # Constant features: the pretrained start can only predict one class (chance on the 5 balanced classes).
     assert info["final"]["accuracy"] <= 0.25
     assert base["gain"] < 0 and base["negative_transfer"] is True
+    assert base["ci_high"] < 0 and base["n"] == 60 and base["verdict_kind"] == "negative"
     assert "NEGATIVE TRANSFER" in output
     assert "NEGATIVE TRANSFER" in (tmp_path / "mismatched" / "README.md").read_text()
     # The baseline is the same architecture from random init, trained as a full run of its own.
     scratch = json.loads((tmp_path / "mismatched" / "baseline" / "graft.json").read_text())
     assert scratch["config"]["pretrained"] is False and scratch["config"]["policy"] == "full"
+
+
+@pytest.mark.slow
+def test_small_validation_set_gives_an_inconclusive_verdict_not_negative_transfer(models: tuple[str, str],
+                                                                                tmp_path: Path) -> None:
+    # The plugin author's case: a big negative gain measured on a tiny validation set is no verdict.
+    _, mismatched = models
+    output, info = tune_with_baseline(mismatched, tmp_path / "small", val_split=0.1)
+    base = info["baseline"]
+    assert base["n"] < 30 and base["gain"] < 0
+    assert base["verdict_kind"] == "inconclusive" and base["negative_transfer"] is False
+    assert "NEGATIVE TRANSFER" not in output and "inconclusive" in output
+    assert base["ci_low"] <= base["gain"] <= base["ci_high"]

@@ -158,7 +158,7 @@ def test_unknown_model_policy_and_head_list_the_valid_names(config: Any, tmp_pat
         train(config(model="tinycnn.nope"), tmp_path / "a", progress=False)
     with pytest.raises(GraftError, match="unknown freeze policy 'sideways'; valid: bitfit, frozen, full"):
         train(config(policy="sideways"), tmp_path / "b", progress=False)
-    with pytest.raises(GraftError, match="unknown head 'wide'; valid: linear, mlp, token"):
+    with pytest.raises(GraftError, match="unknown head 'wide'; valid: linear, mlp, prototype, token"):
         train(config(head="wide"), tmp_path / "c", progress=False)
     assert not any((tmp_path / n).exists() for n in "abc")
 

@@ -38,7 +38,7 @@ class TinyCNN(Backbone):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.size = int((options or {}).get("image_size") or 8)
-        self.augment = bool((options or {}).get("augment", 1))
+        self.augment = (options or {}).get("augment", "light") not in ("none", 0, "0", False)
         self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
         self.stage1 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
         self.stage2 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())

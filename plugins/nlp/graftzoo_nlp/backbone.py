@@ -333,6 +333,9 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     _quiet_transformers()
+    if str(options.get("augment") or "none").lower() != "none":
+        raise OptionError(f"{entry.id}: --augment {options['augment']!r}: the hf-encoder adapter has no text "
+                          "augmentation (rewording can change a label); use --augment none or leave it out")
     pretrained = weights is not None and any((_local_dir(Path(weights)) / f).is_file() for f in _WEIGHT_FILES)
     directory = _local_dir(Path(weights)) if weights is not None else _architecture_dir(entry, options)
     if not (directory / "config.json").is_file():

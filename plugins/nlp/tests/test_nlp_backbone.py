@@ -153,3 +153,10 @@ def test_remote_code_models_are_refused(tmp_path: Path, make_entry: Any, make_ti
 def test_directory_without_config_is_a_clear_error(tmp_path: Path, make_entry: Any) -> None:
     with pytest.raises(PluginError, match=r"has no config\.json"):
         create(make_entry(tmp_path), tmp_path, {})
+
+
+def test_text_has_no_augmentation_and_says_so(tiny_dir: Path, make_entry: Any) -> None:
+    entry = make_entry(tiny_dir)
+    assert isinstance(create(entry, tiny_dir, {"augment": "none"}), HFEncoder)
+    with pytest.raises(OptionError, match=r"--augment .light..*no text augmentation.*--augment none"):
+        create(entry, tiny_dir, {"augment": "light"})

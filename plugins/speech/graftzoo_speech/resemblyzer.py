@@ -21,6 +21,7 @@ from torch import nn
 
 from graftzoo.api import Backbone, OptionError, SourceError
 from graftzoo.api import load_state_dict as load_tensors
+from graftzoo_speech import augment
 from graftzoo_speech.audio import as_waveform
 from graftzoo_speech.features import MelSettings, partial_mels, preprocess_wave
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 N_LAYERS = 3
 _DROPPED = ("similarity_weight", "similarity_bias")  # GE2E loss scale/offset: not part of the encoder
-_TRAIN_NOISE_DB = (30.0, 50.0)  # SNR range of the noise added when collating for training
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -86,6 +86,8 @@ class SpeakerEncoder(Backbone):
         self.lstm3 = nn.LSTM(hidden, hidden, batch_first=True)
         self.proj = nn.Linear(hidden, embedding)
         self.feature_dim = embedding
+        self.augment_name = augment.DEFAULT
+        self.augment = augment.settings(None, "resemblyzer")
 
     def groups(self) -> list[tuple[str, nn.Module]]:
         """``lstm1``, ``lstm2``, ``lstm3``, ``proj``: input to output."""
@@ -109,21 +111,24 @@ class SpeakerEncoder(Backbone):
 
     def preprocessing(self) -> dict[str, Any]:
         """The mel pipeline's settings (``MelSettings``) plus what it is."""
-        return {"kind": "resemblyzer-mel", **self.settings.to_dict(), "embedding_scale": self.scale}
+        return {"kind": "resemblyzer-mel", **self.settings.to_dict(), "embedding_scale": self.scale,
+                "augment": self.augment_name, "train_augment": self.augment}
 
     def collate(self, samples: list[Any], train: bool) -> dict[str, torch.Tensor]:
         """Paths or waveforms -> padded partial-window mels ``[B, K, 160, 40]`` and a mask ``[B, K]``.
 
-        Training adds a little white noise (30-50 dB SNR) and a random start
-        offset of up to 0.1 s, so the head does not learn the exact samples.
+        Training applies ``--augment`` (``graftzoo_speech.augment``; by default
+        a little white noise at 30-50 dB SNR and a random start offset of up
+        to 0.1 s, so the head does not learn the exact samples).
         """
         s = self.settings
         per_utt = []
         for sample in samples:
             wave = preprocess_wave(as_waveform(sample, s.sample_rate), s)
-            if train:
-                wave = _augment(wave, s.sample_rate)
-            per_utt.append(partial_mels(wave, s))
+            if train and self.augment:
+                wave = augment.augment_wave(wave, s.sample_rate, self.augment)
+            mel = partial_mels(wave, s)
+            per_utt.append(augment.spec_augment(mel) if train and self.augment.get("specaugment") else mel)
         k = max(m.shape[0] for m in per_utt)
         mels = torch.zeros(len(per_utt), k, s.partial_frames, s.n_mels)
         mask = torch.zeros(len(per_utt), k, dtype=torch.bool)
@@ -137,18 +142,6 @@ class SpeakerEncoder(Backbone):
         return ["proj"]
 
 
-def _augment(wave: Any, sample_rate: int) -> Any:
-    import numpy as np
-
-    offset = int(torch.randint(0, max(1, sample_rate // 10), ()).item())
-    if offset < len(wave) // 2:
-        wave = wave[offset:]
-    snr_db = float(torch.empty(()).uniform_(*_TRAIN_NOISE_DB))
-    rms = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2)))
-    noise = torch.randn(len(wave)).numpy() * rms * 10 ** (-snr_db / 20)
-    return (wave + noise).astype(np.float32)
-
-
 def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) -> SpeakerEncoder:
     """Factory of the ``resemblyzer`` adapter: ``factory(entry, weights, options)``.
 
@@ -160,7 +153,7 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
     """
     settings_fields = set(MelSettings.__dataclass_fields__)
     given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - settings_fields - {"kind", "extra_files", "embedding_scale"})
+    unknown = sorted(set(given) - settings_fields - {"kind", "extra_files", "embedding_scale", "augment"})
     if unknown:
         raise OptionError(f"{entry.id}: the resemblyzer adapter has no option {unknown[0]!r}; valid: "
                             + ", ".join(sorted(settings_fields)))
@@ -175,6 +168,8 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
         raise OptionError(f"{entry.id}: option embedding_scale={given['embedding_scale']!r} "
                             "is not a number") from None
     model = SpeakerEncoder(settings, scale=scale)
+    model.augment_name = str(given.get("augment") or augment.DEFAULT)
+    model.augment = augment.settings(given.get("augment"), entry.id)
     if weights is not None:
         state = convert_state_dict(load_state_dict(Path(weights)))
         missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()

@@ -23,13 +23,16 @@ import torch
 from torch import nn
 
 from graftzoo.api import Backbone, OptionError, SourceError, fetch
+from graftzoo_speech import augment
 from graftzoo_speech.audio import as_waveform
 from graftzoo_speech.hub import SUPPORTED
 
 if TYPE_CHECKING:
     from graftzoo.api import ModelEntry
 
-_OPTIONS = ("layer", "max_seconds", "extra_files")
+_OPTIONS = ("layer", "max_seconds", "augment", "extra_files")
+#: Wave-level transforms this adapter applies (SpecAugment-style masking is the encoder's own config).
+_AUGMENTS = ("shift", "noise", "speed", "pitch")
 
 
 class _Group(nn.Module):
@@ -58,6 +61,7 @@ class AudioEncoder(Backbone):
         self.source_dir = source_dir
         self.layer = layer
         self.max_seconds = max_seconds
+        self.augment: dict[str, Any] = {}
         self.feature_dim = int(model.config.hidden_size)
         n_layers = int(model.config.num_hidden_layers)
         if not -n_layers - 1 <= layer <= n_layers:
@@ -114,11 +118,13 @@ class AudioEncoder(Backbone):
         fe = self.processor
         return {"kind": "hf-audio", "model_type": self.model.config.model_type, "sample_rate": self.sample_rate,
                 "do_normalize": bool(getattr(fe, "do_normalize", False)), "pooling": "mean",
-                "layer": self.layer, "max_seconds": self.max_seconds}
+                "layer": self.layer, "max_seconds": self.max_seconds, "train_augment": self.augment}
 
     def collate(self, samples: list[Any], train: bool) -> dict[str, torch.Tensor]:
         """Waveforms at the encoder's rate, normalised and zero-padded by its feature extractor."""
         waves = [as_waveform(s, self.sample_rate) for s in samples]
+        if train and self.augment:
+            waves = [augment.augment_wave(w, self.sample_rate, self.augment) for w in waves]
         if self.max_seconds is not None:
             waves = [w[: int(self.max_seconds * self.sample_rate)] for w in waves]
         enc = self.processor(waves, sampling_rate=self.sample_rate, padding=True, return_tensors="pt",
@@ -198,5 +204,6 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
     else:  # wav2vec2's defaults: 16 kHz, zero mean / unit variance per utterance
         fe = Wav2Vec2FeatureExtractor(sampling_rate=int(entry.input.get("sample_rate", 16000)), do_normalize=True)
     backbone = AudioEncoder(model, fe, folder, layer=int(given.get("layer", -1)), max_seconds=given.get("max_seconds"))
+    backbone.augment = augment.settings(given.get("augment"), entry.id, _AUGMENTS)
     backbone.eval()
     return backbone

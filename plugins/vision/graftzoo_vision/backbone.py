@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: Options the factory understands (--image-size and --backbone-option KEY=VALUE).
 OPTIONS = ("image_size", "keep_classifier", "interpolation", "crop_pct", "scale", "ratio", "hflip", "color_jitter",
-           "extra_files")  # extra_files: what the engine hands back when rebuilding a run (none for images)
+           "augment", "extra_files")  # extra_files: what the engine hands back when rebuilding a run (none for images)
 
 #: timm's suffix for "belongs with the final features, after every stage".
 _HEAD_SUFFIX = 99999.0

@@ -18,16 +18,50 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from graftzoo.api import DataError
+from graftzoo.api import DataError, OptionError
 
 #: Suffixes the imagefolder loader picks up (lower case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
-#: Train-time augmentation defaults. timm's ImageNet recipe crops down to 8%
-#: of the image and jitters colour; for fine-tuning a pretrained network on a
-#: small set that is too strong (a crop of 8% of a digit is not that digit any
-#: more), so crops keep at least a third of the image and colour is left alone.
-TRAIN_DEFAULTS: dict[str, Any] = {"scale": (0.35, 1.0), "ratio": (3 / 4, 4 / 3), "hflip": 0.5, "color_jitter": 0.0}
+#: Train-time augmentation presets (``--augment``), all through timm's transform factory. timm's
+#: ImageNet recipe crops down to 8% of the image and flips half the images; on data the adapter knows
+#: nothing about that destroys content (a flipped 3 is no 3, a 35% crop of a digit loses strokes), so the
+#: default, ``light``, never flips and keeps at least 80% of the image. ``strong`` is the ImageNet-style
+#: recipe (flips, crops to 35%, RandAugment) for data where that is known to be safe.
+AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
+    "none": {"enabled": False},
+    "light": {"scale": (0.8, 1.0), "ratio": (0.9, 1.1), "hflip": 0.0, "color_jitter": 0.0},
+    "strong": {"scale": (0.35, 1.0), "ratio": (3 / 4, 4 / 3), "hflip": 0.5, "color_jitter": 0.0,
+               "auto_augment": "rand-m9-mstd0.5"},
+}
+#: Named transforms for ``--augment T1,T2``; each adds to a no-op base (whole image, no flip).
+NAMED_TRANSFORMS: dict[str, dict[str, Any]] = {
+    "crop": {"scale": (0.8, 1.0), "ratio": (0.9, 1.1)},
+    "strongcrop": {"scale": (0.35, 1.0), "ratio": (3 / 4, 4 / 3)},
+    "hflip": {"hflip": 0.5},
+    "vflip": {"vflip": 0.5},
+    "colorjitter": {"color_jitter": 0.3},
+    "randaugment": {"auto_augment": "rand-m9-mstd0.5"},
+    "trivialaugment": {"trivial_augment": True},
+}
+_NO_OP: dict[str, Any] = {"scale": (1.0, 1.0), "ratio": (1.0, 1.0), "hflip": 0.0, "color_jitter": 0.0}
+DEFAULT_AUGMENT = "light"
+DEFAULT_CROP_PCT = 1.0
+TRAIN_DEFAULTS: dict[str, Any] = AUGMENT_PRESETS[DEFAULT_AUGMENT]
+
+
+def augment_settings(augment: str | None) -> dict[str, Any]:
+    """The train-transform settings of a preset or a comma-separated list of named transforms."""
+    name = (augment or DEFAULT_AUGMENT).strip().lower()
+    if name in AUGMENT_PRESETS:
+        return dict(AUGMENT_PRESETS[name])
+    settings = dict(_NO_OP)
+    for part in (p.strip() for p in name.split(",")):
+        if part not in NAMED_TRANSFORMS:
+            raise OptionError(f"--augment {augment!r}: unknown vision transform {part!r}; use none, light, strong or "
+                            f"a comma-separated list of {', '.join(NAMED_TRANSFORMS)}")
+        settings.update(NAMED_TRANSFORMS[part])
+    return settings
 
 
 def resolve_preprocessing(entry_input: Mapping[str, Any], pretrained_cfg: Mapping[str, Any],
@@ -57,10 +91,11 @@ def resolve_preprocessing(entry_input: Mapping[str, Any], pretrained_cfg: Mappin
         "mean": [float(v) for v in pick("mean", "mean", (0.485, 0.456, 0.406))],
         "std": [float(v) for v in pick("std", "std", (0.229, 0.224, 0.225))],
         "interpolation": str(interpolation),
-        "crop_pct": float(options.get("crop_pct") or pick("crop_pct", "crop_pct", 0.875)),
+        "crop_pct": _crop_pct(options, pick("crop_pct", "crop_pct", 0.875)),
         "crop_mode": str(pick("crop_mode", "crop_mode", "center")),
     }
-    train = dict(TRAIN_DEFAULTS)
+    train = augment_settings(options.get("augment"))
+    train["augment"] = str(options.get("augment") or DEFAULT_AUGMENT)
     for key in ("scale", "ratio"):
         if options.get(key) is not None:
             train[key] = _pair(options[key], key)
@@ -69,6 +104,19 @@ def resolve_preprocessing(entry_input: Mapping[str, Any], pretrained_cfg: Mappin
             train[key] = float(options[key])
     prep["train"] = {k: list(v) if isinstance(v, tuple) else v for k, v in train.items()}
     return prep
+
+
+def _crop_pct(options: Mapping[str, Any], pretrained_crop: float) -> float:
+    """The evaluation centre crop: the user's, else the whole image for transfer.
+
+    The entry's (timm's) 87.5% crop is how the ImageNet classifier was scored (objects centred in
+    photos); it is kept for ``keep_classifier`` predictions. On new data the adapter knows nothing
+    about, a centre crop cuts content away (the strokes at a digit's edge), so transfer keeps it all.
+    """
+    if options.get("crop_pct") is not None:
+        return float(options["crop_pct"])
+    keep = str(options.get("keep_classifier", False)).lower() in ("true", "1", "yes")
+    return float(pretrained_crop) if keep else DEFAULT_CROP_PCT
 
 
 def _pair(value: Any, key: str) -> tuple[float, float]:
@@ -91,17 +139,24 @@ def build_transform(prep: Mapping[str, Any], train: bool) -> Any:
         "mean": tuple(prep["mean"]),
         "std": tuple(prep["std"]),
     }
-    if not train:
-        return create_transform(is_training=False, crop_pct=prep["crop_pct"], crop_mode=prep["crop_mode"], **common)
     aug = prep.get("train", {})
-    return create_transform(
+    if not train or aug.get("enabled", True) is False:
+        return create_transform(is_training=False, crop_pct=prep["crop_pct"], crop_mode=prep["crop_mode"], **common)
+    transform = create_transform(
         is_training=True,
         scale=tuple(aug.get("scale", TRAIN_DEFAULTS["scale"])),
         ratio=tuple(aug.get("ratio", TRAIN_DEFAULTS["ratio"])),
         hflip=float(aug.get("hflip", TRAIN_DEFAULTS["hflip"])),
+        vflip=float(aug.get("vflip", 0.0)),
         color_jitter=float(aug.get("color_jitter", TRAIN_DEFAULTS["color_jitter"])),
+        auto_augment=aug.get("auto_augment"),
         **common,
     )
+    if aug.get("trivial_augment"):  # torchvision's TrivialAugmentWide on the PIL image, before tensor conversion
+        from torchvision.transforms import TrivialAugmentWide
+
+        transform.transforms.insert(len(transform.transforms) - 2, TrivialAugmentWide())
+    return transform
 
 
 def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:

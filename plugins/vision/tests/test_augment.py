@@ -1,0 +1,60 @@
+"""--augment for images: safe default (no flips, mild crops), presets, named transforms, --crop-pct."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from graftzoo.errors import OptionError
+from graftzoo_vision import images
+from graftzoo_vision.backbone import create
+
+
+def _names(transform: Any) -> list[str]:
+    return [type(t).__name__ for t in transform.transforms]
+
+
+def test_default_augmentation_never_flips_and_keeps_most_of_the_image(make_entry: Any) -> None:
+    backbone = create(make_entry("mobilenetv2_100"), None, {"image_size": 32})
+    train = backbone.preprocessing()["train"]
+    assert train["augment"] == "light" and train["hflip"] == 0.0 and train["scale"][0] >= 0.8
+    names = _names(images.build_transform(backbone.preprocessing(), train=True))
+    assert "RandomHorizontalFlip" not in names and "RandomResizedCropAndInterpolation" in names
+
+
+def test_strong_preset_and_named_transforms(make_entry: Any) -> None:
+    strong = create(make_entry("mobilenetv2_100"), None, {"image_size": 32, "augment": "strong"})
+    names = _names(images.build_transform(strong.preprocessing(), train=True))
+    assert "RandomHorizontalFlip" in names and "RandAugment" in names
+    named = create(make_entry("mobilenetv2_100"), None, {"image_size": 32, "augment": "hflip,trivialaugment"})
+    train = named.preprocessing()["train"]
+    assert train["hflip"] == 0.5 and train["scale"] == [1.0, 1.0]  # named transforms start from no crop
+    names = _names(images.build_transform(named.preprocessing(), train=True))
+    assert "TrivialAugmentWide" in names and names.index("TrivialAugmentWide") < names.index("MaybeToTensor")
+    batch = named.collate([np.zeros((8, 8), np.uint8)] * 2, train=True)
+    assert batch.shape == (2, 3, 32, 32)
+    with pytest.raises(OptionError, match=r"unknown vision transform 'wobble'.*randaugment"):
+        create(make_entry("mobilenetv2_100"), None, {"augment": "hflip,wobble"})
+
+
+def test_augment_none_trains_on_the_evaluation_pixels(make_entry: Any) -> None:
+    backbone = create(make_entry("mobilenetv2_100"), None, {"image_size": 32, "augment": "none",
+                                                            "crop_pct": 1.0})
+    assert backbone.preprocessing()["crop_pct"] == 1.0
+    rng = np.random.default_rng(0)
+    sample = [rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)]
+    torch.manual_seed(0)
+    assert torch.equal(backbone.collate(sample, train=True), backbone.collate(sample, train=False))
+
+
+def test_evaluation_keeps_the_whole_image_unless_asked(make_entry: Any) -> None:
+    entry = make_entry("mobilenetv2_100", input={"crop_pct": 0.875})
+    assert create(entry, None, {}).preprocessing()["crop_pct"] == 1.0  # transfer: nothing cut away
+    assert create(entry, None, {"crop_pct": 0.9}).preprocessing()["crop_pct"] == 0.9  # --crop-pct
+    # ImageNet predictions with the original classifier are scored the way the entry says
+    from graftzoo_vision.images import resolve_preprocessing
+
+    assert resolve_preprocessing({"crop_pct": 0.875}, {}, {"keep_classifier": True})["crop_pct"] == 0.875

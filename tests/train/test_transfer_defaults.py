@@ -1,0 +1,222 @@
+"""Issue 15's training behaviour on the tiny CNN: converged probe, lr range test, imbalance, schedules, refit."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from graftzoo.data import LabelledData
+from graftzoo.train import balance, optim, probe
+from graftzoo.train.engine import train
+from graftzoo.train.lr_find import suggest
+from tests.train import tiny
+
+
+def test_probe_reaches_scikit_learns_logistic_regression_optimum() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(90, 6, generator=g) * 3 + 2
+    y = (x[:, 0] + 0.5 * x[:, 1] + torch.randn(90, generator=g) > 2).long() + (x[:, 2] > 3).long()
+    fit = probe.fit_probe(x, y, 3, c=0.5)
+    ref = LogisticRegression(C=0.5, max_iter=10_000, tol=1e-10).fit(x.numpy(), y.numpy())
+    assert torch.allclose(fit.weight.double(), torch.tensor(ref.coef_).double(), atol=2e-3)
+    assert torch.allclose(fit.bias.double(), torch.tensor(ref.intercept_).double(), atol=2e-3)
+
+
+def test_probe_chooses_c_by_cross_validation_and_falls_back_on_tiny_classes() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    fit = probe.fit_probe(x, y, 2)
+    assert fit.chosen_by == "cross-validation" and set(fit.scores) == {f"{c:g}" for c in probe.C_GRID}
+    assert fit.c == float(min(fit.scores, key=lambda k: fit.scores[k]))
+    lone = probe.fit_probe(x[:3], torch.tensor([0, 1, 1]), 2)  # one sample of class 0: no folds possible
+    assert lone.c == 1.0 and lone.chosen_by.startswith("default")
+    folds = probe.stratified_folds([0] * 6 + [1] * 4, 2, seed=0)
+    assert sorted(i for f in folds for i in f) == list(range(10))
+    assert all(sum(1 for i in f if i < 6) == 3 for f in folds)
+
+
+@pytest.mark.slow
+def test_frozen_run_fits_the_probe_to_convergence_and_beats_fixed_epochs(config: Any, tmp_path: Path) -> None:
+    lines: list[str] = []
+    fitted = train(config(policy="frozen"), tmp_path / "lbfgs", progress=False, echo=lines.append)
+    sgd = train(config(policy="frozen", probe="sgd", epochs=3), tmp_path / "sgd", progress=False)
+    assert fitted["head_fit"]["method"] == "lbfgs-logistic-regression" and len(fitted["epochs"]) == 1
+    assert any("C=" in line and "L-BFGS iterations" in line for line in lines)
+    assert "head_fit" not in sgd and len(sgd["epochs"]) == 3
+    assert fitted["final"]["accuracy"] >= sgd["final"]["accuracy"]
+    assert fitted["final"]["loss"] < sgd["final"]["loss"]
+
+
+@pytest.mark.slow
+def test_frozen_with_augmentation_caches_augmented_views(config: Any, tmp_path: Path, graftzoo_home: Path) -> None:
+    lines: list[str] = []
+    config = functools.partial(config, refit=False)  # a refit would cache views of train+validation too
+    train(config(policy="frozen", augment="light"), tmp_path / "a", progress=False, echo=lines.append)
+    assert any("4 augmented view(s)" in line for line in lines)  # --augment without --augment-views: K=4
+    assert len(list((graftzoo_home / "features").glob("*.safetensors"))) == 1 + 4
+    lines.clear()
+    train(config(policy="frozen", augment_views=2), tmp_path / "b", progress=False, echo=lines.append)
+    assert any("2 augmented view(s)" in line for line in lines)
+    assert len(list((graftzoo_home / "features").glob("*.safetensors"))) == 5  # views 0-1 reused from the cache
+    lines.clear()
+    train(config(policy="frozen", augment="none"), tmp_path / "c", progress=False, echo=lines.append)
+    assert not any("augmented view" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_lr_auto_runs_a_range_test_and_trains_at_its_suggestion(config: Any, tmp_path: Path) -> None:
+    lines: list[str] = []
+    info = train(config(policy="full", lr_auto=True, lr=123.0, epochs=2), tmp_path / "run", progress=False,
+                 echo=lines.append)
+    curve = json.loads((tmp_path / "run" / "lr_find.json").read_text())
+    assert (tmp_path / "run" / "lr_find.png").stat().st_size > 1000
+    assert len(curve["lrs"]) >= 10 and curve["lrs"] == sorted(curve["lrs"])
+    assert info["config"]["lr"] == pytest.approx(curve["suggestion"], rel=1e-2) and info["config"]["lr"] != 123.0
+    assert info["epochs"][0]["lr"] == pytest.approx(info["config"]["lr"])
+    assert any("--lr auto: suggested lr" in line for line in lines)
+
+
+def test_lr_suggestion_is_the_steepest_descent_below_the_minimum() -> None:
+    lrs = [10 ** (-6 + i * 0.25) for i in range(25)]  # 1e-6 .. 1
+    # flat, falling fastest around 1e-3, minimum at 1e-2, then diverging
+    losses = [2.0 - 1.5 / (1 + 10 ** (-(i - 12) * 0.8)) + (0.3 * (i - 16) ** 2 if i > 16 else 0)
+              for i in range(25)]
+    s = suggest(lrs, losses)
+    assert 1e-4 <= s <= 1e-3 * 1.01
+
+
+def test_policy_family_backbone_lr_is_lower_than_the_heads(config: Any) -> None:
+    from graftzoo.train.build import resolve_entry
+    from graftzoo.train.engine import get_policy
+    from graftzoo.train.run import build_model
+
+    cfg = config(policy="full")
+    model = build_model(resolve_entry(cfg.model), cfg, 5, "classification", pretrained=False)
+    policy = get_policy(cfg)
+    policy.apply(model)
+    groups = {g["name"]: g["lr"] for g in optim.param_groups(model, 0.1, 0.5, 0.0,
+                                                               backbone_scale=policy.backbone_lr_scale)}
+    assert groups["head"] == pytest.approx(0.1)
+    assert groups["backbone.stage2"] == pytest.approx(0.03) and groups["backbone.stage1"] == pytest.approx(0.015)
+    assert get_policy(config(policy="lora")).backbone_lr_scale == 1.0
+
+
+def test_schedules_with_warmup() -> None:
+    cos = optim.schedule("cosine", 6, warmup=2)
+    assert [round(cos(e), 3) for e in range(6)] == [0.333, 0.667, 1.0, 0.854, 0.5, 0.146]
+    assert [optim.schedule("linear", 4)(e) for e in range(4)] == [1.0, 0.75, 0.5, 0.25]
+    assert {optim.schedule("constant", 5, warmup=0)(e) for e in range(5)} == {1.0}
+    with pytest.raises(ValueError, match="unknown scheduler 'step'"):
+        optim.schedule("step", 3)
+
+
+@pytest.mark.slow
+def test_scheduler_warmup_and_label_smoothing_reach_the_run(config: Any, tmp_path: Path) -> None:
+    info = train(config(policy="full", scheduler="constant", warmup_epochs=1, epochs=3, label_smoothing=0.1),
+                 tmp_path / "run", progress=False)
+    assert [round(r["lr"], 6) for r in info["epochs"]] == [0.005, 0.01, 0.01]
+    assert info["config"]["label_smoothing"] == 0.1
+
+
+def imbalanced() -> LabelledData:
+    """Digit 0 with 40 samples and digit 1 with 4, plus 1 validation-worth more each."""
+    a, b = tiny.digits([0], per_class=50), tiny.digits([1], per_class=6)
+    return LabelledData(a.samples + b.samples, a.labels + b.labels, name="imbalanced", modality="vision",
+                        fingerprint_parts=[str(i) for i in range(56)])
+
+
+def test_class_weights_are_inverse_frequency_only_when_imbalanced() -> None:
+    w = balance.class_weights("auto", [40, 4])
+    assert w is not None and torch.allclose(w, torch.tensor([44 / 80, 44 / 8]))
+    assert balance.class_weights("auto", [10, 8]) is None and balance.class_weights("none", [40, 4]) is None
+    warning = balance.imbalance_warning([40, 4], ["zero", "one"])
+    assert warning is not None and "one=4" in warning and "zero=40" in warning
+    assert balance.imbalance_warning([10, 8], ["a", "b"]) is None
+
+
+@pytest.mark.slow
+def test_imbalance_is_warned_about_with_counts_and_the_rare_class_is_found(config: Any, tmp_path: Path) -> None:
+    lines: list[str] = []
+    info = train(config(policy="frozen", data="imbalanced"), tmp_path / "w", progress=False, data=imbalanced(),
+                 echo=lines.append)
+    assert any(line.startswith("warning: imbalanced classes") and "1=5" in line and "0=40" in line
+               for line in lines)
+    confusion = info["final"]["confusion"]
+    assert confusion[1][1] >= 1  # the rare class is predicted, not ignored
+    lines.clear()
+    train(config(policy="frozen", data="imbalanced", class_weights="none"), tmp_path / "n", progress=False,
+          data=imbalanced(), echo=lines.append)
+    assert any("pass --class-weights auto" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_early_stopping_on_accuracy_says_when_it_stopped_and_what_it_kept(config: Any, tmp_path: Path) -> None:
+    lines: list[str] = []
+    info = train(config(policy="full", lr=0.0, epochs=6, early_stopping=1, early_stopping_metric="accuracy"),
+                 tmp_path / "run", progress=False, echo=lines.append)
+    assert len(info["epochs"]) == 2 and info["final"]["best_epoch"] == 1
+    assert info["final"]["stopped_after_epoch"] == 2
+    assert any("early stopping: no better validation accuracy for 1 epoch(s); stopped after epoch 2, keeping "
+               "epoch 1" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_refit_retrains_on_train_and_validation(config: Any, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    plain = train(config(policy="frozen", refit=False), tmp_path / "plain", progress=False)
+    refit = train(config(policy="frozen"), tmp_path / "refit", progress=False)  # the probe refits by default
+    assert "refit" not in plain
+    assert refit["refit"]["n_train"] == plain["data"]["n_train"] + plain["data"]["n_val"] == 120
+    assert refit["final"] == plain["final"]  # validation metrics stay the train-only model's
+    a = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    b = load_file(str(tmp_path / "refit" / "model.safetensors"))
+    assert not torch.equal(a["head.0.weight"], b["head.0.weight"])
+    assert not (tmp_path / "refit" / "refit").exists()
+
+
+@pytest.mark.slow
+def test_prototype_head_is_class_means_when_frozen_and_trains_when_fine_tuned(config: Any, tmp_path: Path) -> None:
+    frozen = train(config(policy="frozen", head="prototype"), tmp_path / "f", progress=False)
+    assert frozen["head_fit"]["method"].startswith("class-means") and frozen["final"]["accuracy"] > 0.6
+    full = train(config(policy="full", head="prototype", epochs=2), tmp_path / "full", progress=False)
+    assert full["final"]["accuracy"] > 0.6
+
+
+@pytest.mark.slow
+def test_cli_flags_reach_graft_json(tiny_plugin: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from graftzoo.cli import cli
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["tune", tiny_plugin, "tinydigits", "--policy", "top-k", "--unfreeze", "1",
+                                      "--epochs", "2", "--lr", "auto", "--augment", "none", "--scheduler", "linear",
+                                      "--warmup-epochs", "1", "--label-smoothing", "0.1", "--class-weights", "none",
+                                      "--backbone-lr-scale", "0.5", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((run / "graft.json").read_text())["config"]
+    assert cfg["lr_auto"] is True and cfg["augment"] == "none" and cfg["scheduler"] == "linear"
+    assert cfg["warmup_epochs"] == 1 and cfg["label_smoothing"] == 0.1 and cfg["class_weights"] == "none"
+    assert cfg["backbone_lr_scale"] == 0.5 and (run / "lr_find.png").is_file()
+    bad = CliRunner().invoke(cli, ["tune", tiny_plugin, "tinydigits", "--lr", "fast", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "expected a number or 'auto', got 'fast'" in bad.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_refit_of_an_epoch_trained_policy_uses_the_chosen_epoch_count(config: Any, tmp_path: Path) -> None:
+    lines: list[str] = []
+    info = train(config(policy="full", lr=0.0, epochs=5, early_stopping=1, refit=True), tmp_path / "run",
+                 progress=False, echo=lines.append)
+    assert info["final"]["best_epoch"] == 1 and info["refit"]["epochs"] == 1 and info["refit"]["n_train"] == 120
+    assert any("--refit: retraining on train+validation (120 samples) for 1 epoch(s)" in line for line in lines)
+    assert "refit" not in train(config(policy="full", epochs=1), tmp_path / "plain", progress=False)
