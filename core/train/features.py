@@ -61,6 +61,7 @@ def extract_features(
     cache_key: str | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    *,
     train: bool = False,
 ) -> torch.Tensor:
     """Pooled features ``[N, feature_dim]`` (float32, CPU) of every sample, in order.

@@ -42,7 +42,7 @@ class ProbeFit:
                 "cv_log_loss": self.scores, "iterations": self.iterations}
 
 
-def _objective(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor, c: float,
+def _objective(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor, c: float, *,
                sample_weight: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     ce = nn.functional.cross_entropy(x @ w.T + b, y, reduction="none", label_smoothing=label_smoothing)
     # scikit-learn's objective divided by C * sum(weights): the same minimiser, a well-scaled value.
@@ -66,7 +66,7 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, c: float, *,
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = _objective(x, y, w, b, c, sw, label_smoothing)
+        loss = _objective(x, y, w, b, c, sample_weight=sw, label_smoothing=label_smoothing)
         loss.backward()  # type: ignore[no-untyped-call]
         return loss
 

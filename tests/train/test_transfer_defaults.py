@@ -94,19 +94,17 @@ def test_lr_suggestion_is_the_steepest_descent_below_the_minimum() -> None:
 
 
 def test_policy_family_backbone_lr_is_lower_than_the_heads(config: Any) -> None:
-    from graftzoo.train.build import resolve_entry
-    from graftzoo.train.engine import get_policy
-    from graftzoo.train.run import build_model
+    from graftzoo.train.build import build_model, make_policy, resolve_entry
 
     cfg = config(policy="full")
     model = build_model(resolve_entry(cfg.model), cfg, 5, "classification", pretrained=False)
-    policy = get_policy(cfg)
+    policy = make_policy(cfg.policy, cfg)
     policy.apply(model)
     groups = {g["name"]: g["lr"] for g in optim.param_groups(model, 0.1, 0.5, 0.0,
                                                                backbone_scale=policy.backbone_lr_scale)}
     assert groups["head"] == pytest.approx(0.1)
     assert groups["backbone.stage2"] == pytest.approx(0.03) and groups["backbone.stage1"] == pytest.approx(0.015)
-    assert get_policy(config(policy="lora")).backbone_lr_scale == 1.0
+    assert make_policy("lora", config(policy="lora")).backbone_lr_scale == 1.0
 
 
 def test_schedules_with_warmup() -> None:
