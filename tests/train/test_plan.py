@@ -75,14 +75,15 @@ def test_a_broken_feature_dim_is_one_named_error_and_writes_nothing(config: Any,
 
 def test_a_frozen_run_checkpoints_the_head_only_and_resumes(config: Any, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    whole = train(config(policy="frozen", epochs=3), tmp_path / "whole", progress=False)
+    # --probe sgd: epochs of AdamW on the cached features (the default L-BFGS probe has no epochs to checkpoint)
+    whole = train(config(policy="frozen", probe="sgd", epochs=3), tmp_path / "whole", progress=False)
 
     def stop(epoch: int, row: dict[str, Any]) -> None:
         if epoch == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingError, match="--resume"):
-        train(config(policy="frozen", epochs=3), out, progress=False, on_epoch_end=stop)
+        train(config(policy="frozen", probe="sgd", epochs=3), out, progress=False, on_epoch_end=stop)
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert "model" not in state and set(state["head"]) == {"0.weight", "0.bias"}
     assert (out / "checkpoint.pt").stat().st_size < 20_000  # the tiny backbone alone is ~25 kB
