@@ -25,6 +25,12 @@ def _lr_option(ctx: click.Context, param: click.Parameter, value: str) -> float 
     return lr
 
 
+def _resolve_lr(options: dict[str, Any]) -> None:
+    """``--lr auto`` becomes ``lr_auto`` (the range test runs in the engine; 1e-3 is only its placeholder)."""
+    if options["lr"] == "auto":
+        options.update(lr=1e-3, lr_auto=True)
+
+
 def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -167,8 +173,7 @@ def tune(model: str | None, data: str | None, data_override: str | None, resume:
         options["log_with"] = resolve_trackers(options["log_with"])
         data_options = {k: v for k, v in (("text_column", text_column), ("label_column", label_column),
                                           ("path_column", path_column)) if v is not None}
-        if options["lr"] == "auto":
-            options.update(lr=1e-3, lr_auto=True)
+        _resolve_lr(options)
         config = TrainConfig(model=model, data=data, format=data_format,
                              backbone_options=_key_values(backbone_options, "--backbone-option"),
                              head_extra=_key_values(head_options, "--head-option"),
