@@ -77,7 +77,7 @@ def extract_features(
     """
     samples = data.samples if isinstance(data, LabelledData) else list(data)
     if cache_key is None:
-        return _compute(backbone, samples, batch_size, device, progress)
+        return _compute(backbone, samples, batch_size, device, progress, train=train)
     path = feature_cache_path(backbone, data, cache_key)
     feats = _read_cached(path, len(samples))
     if feats is not None:
@@ -88,7 +88,7 @@ def extract_features(
         if feats is None:
             from safetensors.torch import save
 
-            feats = _compute(backbone, samples, batch_size, device, progress)
+            feats = _compute(backbone, samples, batch_size, device, progress, train=train)
             checked.save_checked(path, save({"features": feats.contiguous()}), f"cached features {path.name}")
     return feats
 
@@ -112,7 +112,7 @@ def _read_cached(path: Path, n: int) -> torch.Tensor | None:
 
 
 def _compute(backbone: Backbone, samples: Sequence[Any], batch_size: int, device: torch.device | str | None,
-             progress: bool) -> torch.Tensor:
+             progress: bool, *, train: bool = False) -> torch.Tensor:
     was_training = backbone.training
     backbone.eval()
     dev = torch.device(device) if device is not None else next(backbone.parameters()).device
