@@ -31,6 +31,9 @@ One class per kind of failure, whichever module or plugin notices it:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class GraftError(Exception):
     """Root of every error Graftzoo raises on purpose."""
@@ -66,3 +69,15 @@ class TrainingError(GraftError):
 
 class StorageError(GraftError):
     """A write failed for want of room or permission (full disk, read-only or unwritable directory)."""
+
+
+@contextmanager
+def naming(where: object) -> Iterator[None]:
+    """Put ``where`` (the file or directory being read) in front of a ``GraftError`` raised inside, unless the
+    message already names it: an error found deep in what a file describes still says which file it was."""
+    try:
+        yield
+    except GraftError as exc:
+        if str(where) in str(exc):
+            raise
+        raise type(exc)(f"{where}: {exc}") from exc

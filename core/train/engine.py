@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from graftzoo.data import LabelledData
-from graftzoo.errors import TrainingError
+from graftzoo.errors import TrainingError, naming
 from graftzoo.metrics import classification_metrics
 from graftzoo.progress import progress_bar
 from graftzoo.train import balance, fitting, loaders, optim, tracking
@@ -121,7 +121,8 @@ def plan_resume(run_dir: Path, model: str | None = None, data: LabelledData | No
     if info.get("status") == "complete":
         raise TrainingError(f"{run_dir} is already complete; start a new run with another --out")
     state = load_checkpoint(run_dir)
-    plan = plan_run(TrainConfig.from_dict(info["config"]), data)
+    with naming(run_dir):
+        plan = plan_run(TrainConfig.from_dict(info["config"]), data)
     if plan.data.fingerprint() != info["data"]["fingerprint"]:
         raise TrainingError(f"the data of {run_dir} changed since the run started ({plan.config.data}); resume "
                             "needs the same data")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from graftzoo.errors import DataError, GraftError, TrainingError
+from graftzoo.errors import DataError, GraftError, TrainingError, naming
 from graftzoo.registry import ModelEntry, entry_from_dict, pipeline_tag
 from graftzoo.storage import atomic
 from graftzoo.train.config import TrainConfig
@@ -227,14 +227,15 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     if not weights.is_file():
         raise TrainingError(f"{path}: no {WEIGHTS} yet (status {info.get('status')!r}); finish it with "
                             f"'graft tune --resume {path}'")
-    config = TrainConfig.from_dict(info["config"])
-    entry = stored_entry(info)
-    classes: list[str] = list(info["labels"])
-    task = str(info.get("task", "classification"))
-    extra = {name: str(path / rel) for name, rel in info.get("extra_files", {}).items()}
-    model = build_model(entry, config, len(classes), task, pretrained=False,
-                        extra_options={"extra_files": extra} if extra else None)
-    make_policy(config.policy, config).apply(model)  # re-creates structure the policy added (LoRA adapters)
+    with naming(path):  # an unknown adapter or option in graft.json names the run it came from
+        config = TrainConfig.from_dict(info["config"])
+        entry = stored_entry(info)
+        classes: list[str] = list(info["labels"])
+        task = str(info.get("task", "classification"))
+        extra = {name: str(path / rel) for name, rel in info.get("extra_files", {}).items()}
+        model = build_model(entry, config, len(classes), task, pretrained=False,
+                            extra_options={"extra_files": extra} if extra else None)
+        make_policy(config.policy, config).apply(model)  # re-creates structure the policy added (LoRA adapters)
     try:
         load_model(model, str(weights), strict=True)
     except (RuntimeError, KeyError) as exc:

@@ -215,6 +215,36 @@ def test_run_graft_json(case: st.DataObject, run_dir: Path, tmp_path: Path) -> N
         reset_plugins()
 
 
+def test_an_unknown_adapter_in_graft_json_names_the_run(run_dir: Path, tmp_path: Path) -> None:
+    """Found by the fuzzer: a graft.json whose entry names an adapter no plugin provides gave a PluginError
+    that said which adapter but not which run; loading it and resuming it must both name the run directory."""
+    from graftzoo.errors import PluginError
+    from graftzoo.plugins import reset_plugins
+    from graftzoo.train import engine
+    from graftzoo.train.run import load_run
+    from tests.train import tiny
+
+    copy = tmp_path / "renamed-adapter-run"
+    shutil.copytree(run_dir, copy)
+    info = json.loads((copy / "graft.json").read_text())
+    info["entry"]["backbone"] = "uinycnn-test"
+    info["status"] = "running"
+    (copy / "graft.json").write_text(json.dumps(info))
+    reset_plugins(entry_points=False)
+    tiny.install(run_dir.parent)
+    try:
+        with pytest.raises(PluginError, match="uinycnn-test") as loading:
+            load_run(copy)
+        assert str(loading.value).startswith(f"{copy}: ")
+        info["config"]["policy"] = "no-such-policy"
+        (copy / "graft.json").write_text(json.dumps(info))
+        with pytest.raises(GraftError, match="no-such-policy") as resuming:
+            engine.plan_resume(copy)
+        assert str(copy) in str(resuming.value)
+    finally:
+        reset_plugins()
+
+
 # --- lock files -----------------------------------------------------------------------------------------------
 
 LOCK = json.dumps({"version": 1, "models": {"a.b": {"source": "hf://x/y@main", "revision": "0" * 40, "files": {
