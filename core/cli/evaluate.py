@@ -53,6 +53,10 @@ def evaluate(run_dir: str, data: str, split: str, data_format: str | None, skip_
         if as_json:
             metrics["predictions"] = rows
     metrics = {"run": str(run_dir), "data": data, "split": split, **metrics}
+    from graftzoo.train.parallel import is_main_process
+
+    if not is_main_process():  # under accelerate launch: every process has the gathered metrics; one prints
+        return
     if as_json:
         echo_json(metrics)
         return

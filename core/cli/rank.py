@@ -82,6 +82,10 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
     results = rank_models(dataset, candidates, options=options, by=by, batch_size=batch_size, folds=folds,
                           seed=seed, progress=not as_json)
     elapsed = time.perf_counter() - start
+    from graftzoo.train.parallel import is_main_process
+
+    if not is_main_process():  # under accelerate launch: every process has the gathered results; one prints
+        return
     if as_json:
         echo_json({"data": dataset.name, "samples": len(dataset), "samples_total": total,
                    "classes": len(dataset.classes), "by": by, "seconds": elapsed,

@@ -127,6 +127,16 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
               help="Experiment trackers through Accelerate: tensorboard, mlflow, trackio, wandb (comma-separated or "
                    "repeated) or all; offline stores inside the run directory. Needs graftzoo[tensorboard] etc.")
 @click.option("--project", default=None, help="Tracker project / experiment name (default: the run directory's name).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+              help="Where to compute: auto picks a CUDA GPU when one is visible.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="Arithmetic: fp32, or bf16/fp16 mixed precision (refused where the hardware lacks it). "
+                   "Default: bf16 on a GPU that has it, else fp32.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader processes decoding samples (default: from the CPU count for feature extraction, "
+                   "0 for training batches).")
+@click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Accumulate gradients over N batches per optimiser step (an N-times larger effective batch).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<model>-...).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, metavar="RUN_DIR",

@@ -64,6 +64,13 @@ class TrainConfig:
     project: str | None = None
     #: with MODEL a pushed run (hf://me/my-run): start from its head too (same labels only)
     init_head: bool = False
+    #: hardware (graftzoo.train.hardware): auto|cpu|cuda|mps; fp32|bf16|fp16 (None: bf16 on a GPU that has it,
+    #: else fp32); DataLoader decoding workers (None: from the CPU count for extraction, 0 for training batches);
+    #: optimiser step every grad_accum batches
+    device: str = "auto"
+    precision: str | None = None
+    workers: int | None = None
+    grad_accum: int = 1
     #: adapter options beyond --image-size (e.g. max_length), passed to the backbone factory
     backbone_options: dict[str, Any] = field(default_factory=dict)
     #: loader options (text_column, label_column, ...), passed to the data loader

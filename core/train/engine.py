@@ -7,10 +7,11 @@ backbone + head to check the plugin contract), ``make_optimiser`` (and the resto
 ``write_start`` -- nothing is written before this step -- then ``fit_epoch``
 and ``checkpoint`` per epoch, and ``finish``.
 
-The loop runs on Hugging Face Accelerate: fp32 on CPU, bf16 autocast only on a
-GPU that has it, data-parallel across processes under ``accelerate launch`` or
-``torchrun`` (each global batch is split across processes, so results match a
-single process). Batches depend only on (seed, epoch) and every epoch ends
+The loop runs on Hugging Face Accelerate on ``--device`` in ``--precision``
+(default fp32 on CPU, bf16 autocast on a GPU that has it; ``train.hardware``),
+data-parallel across processes under ``accelerate launch`` or ``torchrun``
+(each global batch is split across processes, so results match a single
+process). Batches depend only on (seed, epoch) and every epoch ends
 with an atomic checkpoint, so ``resume`` continues exactly where a run stopped.
 """
 
@@ -42,6 +43,7 @@ from graftzoo.train.build import (
 from graftzoo.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from graftzoo.train.config import TrainConfig
 from graftzoo.train.features import extract_features, feature_cache_path
+from graftzoo.train.hardware import hardware_info, make_accelerator
 from graftzoo.train.inference import classify, evaluate_samples
 from graftzoo.train.lr_find import RangeTest
 from graftzoo.train.plan import RunPlan, plan_run
@@ -52,18 +54,6 @@ from graftzoo.train.rundir import create_run_dir, locked_run, refuse_if_busy
 Echo = Callable[[str], None]
 EpochHook = Callable[[int, dict[str, Any]], None]
 BEST = "best.safetensors"
-
-
-def make_accelerator(**kwargs: Any) -> Any:
-    """Accelerate with fp32 on CPU and bf16 autocast only where the GPU supports it (``kwargs``: trackers)."""
-    from accelerate import Accelerator, DataLoaderConfiguration
-
-    cuda = torch.cuda.is_available()
-    mixed = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
-    # split_batches must go through DataLoaderConfiguration: accelerate 1.15 accepts and ignores
-    # Accelerator(split_batches=True), which silently doubles the global batch on two processes.
-    return Accelerator(cpu=not cuda, mixed_precision=mixed,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True), **kwargs)
 
 
 def check_run_dir(out: Path, overwrite: bool) -> None:
@@ -235,7 +225,8 @@ class Trainer:
     # -- steps -----------------------------------------------------------------------------------
     def set_up(self) -> None:
         """The accelerator (devices, processes, precision)."""
-        self.accelerator = make_accelerator(**tracking.accelerator_kwargs(self.config.log_with, self.out))
+        trackers = tracking.accelerator_kwargs(self.config.log_with, self.out)
+        self.accelerator = make_accelerator(self.config, **trackers)
         self.main = bool(self.accelerator.is_main_process)
         if self.batch_size % self.accelerator.num_processes:
             raise TrainingError(f"--batch-size {self.batch_size} must be a multiple of the "
@@ -264,7 +255,8 @@ class Trainer:
 
     def write_start(self) -> None:
         """Create (or replace) the run directory, complete with graft.json (status ``running``), in one rename."""
-        self.info = {**run_info(self.plan, self.model, self.policy, self.history), "timing": self.timing}
+        self.info = {**run_info(self.plan, self.model, self.policy, self.history), "timing": self.timing,
+                     "hardware": hardware_info(self.accelerator)}
         if self.fitted is not None:
             self.info["head_fit"] = self.fitted
         if self.main and self.state is None:
@@ -313,7 +305,7 @@ class Trainer:
                                         self.accelerator.device)
             self.sampler = loaders.EpochShuffle(len(split.train), config.seed)
             self.loader = loaders.sample_loader(self.model.backbone, samples, self.train_targets, self.batch_size,
-                                                plan.task, self.sampler)
+                                                plan.task, self.sampler, workers=config.workers or 0)
             self.trainable = self.model
 
     def _cache_features(self, probe: list[Any]) -> None:
@@ -323,7 +315,8 @@ class Trainer:
             check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
         batch = max(self.batch_size, 64)
         feats = extract_features(self.model.backbone, plan.data, batch_size=batch, cache_key=key,
-                                 device=self.accelerator.device, progress=self.progress and self.main)
+                                 device=self.accelerator.device, progress=self.progress and self.main,
+                                 workers=config.workers)
         check_features(self.model, feats[:2], plan.entry, len(plan.classes))
         self.val_feats, self.train_feats = feats[split.val], feats[split.train]
         views = fitting.views_wanted(config.augment, config.augment_views)
@@ -430,13 +423,14 @@ class Trainer:
         with progress_bar(f"epoch {epoch + 1}/{self.config.epochs}", total=len(self.loader),
                           enabled=self.progress and self.main) as advance:
             for batch, y in self.loader:
-                logits = self.train_module(batch)
-                flat, fy = (logits.flatten(0, -2), y.flatten()) if token else (logits, y)
-                loss = self.loss_fn(logits, y)
-                penalty = self.l2sp.penalty(self.model.backbone)
-                self.accelerator.backward(loss + penalty if penalty is not None else loss)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                with self.accelerator.accumulate(self.train_module):  # --grad-accum: step every k batches
+                    logits = self.train_module(batch)
+                    flat, fy = (logits.flatten(0, -2), y.flatten()) if token else (logits, y)
+                    loss = self.loss_fn(logits, y)
+                    penalty = self.l2sp.penalty(self.model.backbone)
+                    self.accelerator.backward(loss + penalty if penalty is not None else loss)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
                 self.step += 1
                 if self.config.log_with:
                     tracking.log_step(self.accelerator, self.step, float(loss.detach()), self.optimizer)

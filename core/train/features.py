@@ -12,6 +12,7 @@ features do the work once: the second waits on a lock and reads the file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -22,9 +23,10 @@ import torch
 
 from graftzoo.data import LabelledData
 from graftzoo.home import graftzoo_home
-from graftzoo.progress import progress_bar
 from graftzoo.storage import checked, locks
+from graftzoo.train import parallel
 from graftzoo.train.backbone import Backbone
+from graftzoo.train.extract import forward_features
 
 FEATURES_WAIT_S = 6 * 3600.0  # a big extraction takes long; a killed extractor's lock is freed at once
 
@@ -53,7 +55,6 @@ def _samples_fingerprint(samples: Sequence[Any]) -> str:
     return h.hexdigest()
 
 
-@torch.no_grad()
 def extract_features(
     backbone: Backbone,
     data: LabelledData | Sequence[Any],
@@ -63,6 +64,7 @@ def extract_features(
     progress: bool = True,
     *,
     train: bool = False,
+    workers: int | None = None,
 ) -> torch.Tensor:
     """Pooled features ``[N, feature_dim]`` (float32, CPU) of every sample, in order.
 
@@ -73,24 +75,40 @@ def extract_features(
     With ``cache_key`` (what identifies the weights, e.g.
     ``graftzoo.train.build.weights_identity(entry, pretrained)``) the result is
     read from / written to the feature cache; without it nothing is cached.
-    The backbone's train/eval mode is restored afterwards.
+    The backbone's train/eval mode is restored afterwards. ``workers``
+    decoding processes (default: from the CPU count) feed the model; under a
+    multi-process launch each process computes one shard and every process
+    gets all rows (``graftzoo.train.extract``).
     """
     samples = data.samples if isinstance(data, LabelledData) else list(data)
+    compute = functools.partial(_compute, backbone, samples, batch_size, device, progress, train=train, workers=workers)
     if cache_key is None:
-        return _compute(backbone, samples, batch_size, device, progress, train=train)
+        return compute()
     path = feature_cache_path(backbone, data, cache_key)
     feats = _read_cached(path, len(samples))
     if feats is not None:
+        return feats
+    if parallel.world_size() > 1:
+        # Processes of one launch compute a shard each and gather (a collective): a file lock here would
+        # deadlock them, so the main process alone writes, and the others wait at the barrier.
+        feats = compute()
+        if parallel.is_main_process():
+            _save(path, feats)
+        parallel.barrier()
         return feats
     # One process extracts; another asking for the same features waits here and then reads them.
     with locks.waiting("features-" + path.stem, timeout=FEATURES_WAIT_S):
         feats = _read_cached(path, len(samples))
         if feats is None:
-            from safetensors.torch import save
-
-            feats = _compute(backbone, samples, batch_size, device, progress, train=train)
-            checked.save_checked(path, save({"features": feats.contiguous()}), f"cached features {path.name}")
+            feats = compute()
+            _save(path, feats)
     return feats
+
+
+def _save(path: Path, feats: torch.Tensor) -> None:
+    from safetensors.torch import save
+
+    checked.save_checked(path, save({"features": feats.contiguous()}), f"cached features {path.name}")
 
 
 def _read_cached(path: Path, n: int) -> torch.Tensor | None:
@@ -112,22 +130,10 @@ def _read_cached(path: Path, n: int) -> torch.Tensor | None:
 
 
 def _compute(backbone: Backbone, samples: Sequence[Any], batch_size: int, device: torch.device | str | None,
-             progress: bool, *, train: bool = False) -> torch.Tensor:
-    was_training = backbone.training
-    backbone.eval()
-    dev = torch.device(device) if device is not None else next(backbone.parameters()).device
-    chunks: list[torch.Tensor] = []
-    try:
-        title = "extracting augmented features" if train else "extracting features"
-        with progress_bar(title, total=len(samples), enabled=progress) as advance:
-            for start in range(0, len(samples), batch_size):
-                part = samples[start:start + batch_size]
-                batch = to_device(backbone.collate(list(part), train=train), dev, backbone.channels_last)
-                chunks.append(backbone(batch).float().cpu())
-                advance(len(part))
-    finally:
-        backbone.train(was_training)
-    return torch.cat(chunks) if chunks else torch.zeros(0, backbone.feature_dim)
+             progress: bool, *, train: bool = False, workers: int | None = None) -> torch.Tensor:
+    dev = torch.device(device) if device is not None else None
+    return forward_features(backbone, samples, batch_size=batch_size, device=dev, workers=workers, train=train,
+                            progress=progress and parallel.is_main_process())
 
 
 def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:

@@ -65,10 +65,15 @@ def make_collate(backbone: Backbone, train: bool, task: str) -> Callable[[list[t
 
 
 def sample_loader(backbone: Backbone, samples: Sequence[Any], targets: Sequence[Any], batch_size: int,
-                  task: str, sampler: EpochShuffle) -> DataLoader[Any]:
-    """Training DataLoader over raw samples (collated in the main process: two cores, no workers)."""
+                  task: str, sampler: EpochShuffle, *, workers: int = 0) -> DataLoader[Any]:
+    """Training DataLoader over raw samples, collated in ``workers`` processes (0: in the main process).
+
+    Worker seeds come from the global RNG, which the engine seeds per (seed,
+    epoch): augmentation stays reproducible for a given ``--workers``.
+    """
     return DataLoader(_Pairs(samples, targets), batch_size=batch_size, sampler=sampler,
-                      collate_fn=make_collate(backbone, True, task))
+                      collate_fn=make_collate(backbone, True, task), num_workers=workers,
+                      prefetch_factor=2 if workers else None)
 
 
 def feature_loader(features: torch.Tensor, targets: Sequence[int], batch_size: int,

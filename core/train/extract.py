@@ -1,0 +1,100 @@
+"""The backbone over samples at bare-model speed: decoding in DataLoader workers, inference mode.
+
+``forward_features`` is the compute loop behind ``extract_features``: the
+backbone's own (deterministic) collation runs in ``workers`` DataLoader
+processes -- files are decoded and preprocessed a batch at a time while the
+model runs the previous batch -- and the model runs under
+``torch.inference_mode`` with channels_last images. Under a multi-process
+launch each process runs its own shard (``graftzoo.train.parallel``) and the
+rows are gathered once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from graftzoo.progress import progress_bar
+from graftzoo.train import parallel
+from graftzoo.train.backbone import Backbone
+
+#: Below this many batches a worker process costs more to start than it saves.
+MIN_BATCHES_FOR_WORKERS = 4
+
+
+def default_workers() -> int:
+    """Decoding workers per process: one fewer than this process's share of the CPUs (at most 8)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cpus // parallel.world_size() - 1))
+
+
+def workers_for(n: int, batch_size: int, workers: int | None) -> int:
+    """``workers`` if given, else the default -- none for a handful of batches."""
+    if workers is not None:
+        return max(0, workers)
+    return default_workers() if n >= MIN_BATCHES_FOR_WORKERS * batch_size else 0
+
+
+class _Listed(Dataset[Any]):
+    """A sequence of samples as a map-style dataset."""
+
+    def __init__(self, samples: Sequence[Any]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.samples[i]
+
+
+class _Collate:
+    """Picklable deterministic collation (for worker processes started by spawn as well as fork)."""
+
+    def __init__(self, backbone: Backbone, train: bool = False) -> None:
+        self.backbone = backbone
+        self.train = train
+
+    def __call__(self, samples: list[Any]) -> Any:
+        batch = self.backbone.collate(samples, train=self.train)
+        if self.backbone.channels_last and isinstance(batch, torch.Tensor) and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+
+def forward_features(backbone: Backbone, samples: Sequence[Any], *, batch_size: int = 64,
+                     device: torch.device | None = None, workers: int | None = None,
+                     progress: bool = True, train: bool = False) -> torch.Tensor:
+    """Pooled float32 CPU features ``[N, feature_dim]`` of ``samples`` in order (every process gets all rows).
+
+    ``train``: the augmenting collation (one view per sample), decoded in this process so that the
+    views are drawn from torch's global RNG, as the caller seeded it.
+    """
+    from graftzoo.train.features import to_device
+
+    lo, hi = parallel.local_shard(len(samples))
+    shard = samples[lo:hi]
+    dev = device if device is not None else next(backbone.parameters()).device
+    n_workers = 0 if train else workers_for(len(shard), batch_size, workers)
+    loader: DataLoader[Any] = DataLoader(_Listed(shard), batch_size=batch_size, shuffle=False,
+                                         collate_fn=_Collate(backbone, train), num_workers=n_workers,
+                                         pin_memory=dev.type == "cuda", prefetch_factor=2 if n_workers else None)
+    was_training = backbone.training
+    backbone.eval()
+    chunks: list[torch.Tensor] = []
+    try:
+        title = "extracting augmented features" if train else "extracting features"
+        with progress_bar(title, total=len(samples), enabled=progress) as advance, \
+                torch.inference_mode():
+            for batch in loader:
+                out = backbone(to_device(batch, dev, backbone.channels_last)).float().cpu()
+                chunks.append(out)
+                advance(out.shape[0] * parallel.world_size())
+    finally:
+        backbone.train(was_training)
+    local = torch.cat(chunks) if chunks else torch.zeros(0, backbone.feature_dim)
+    return parallel.gather_rows(local, len(samples))  # made outside inference mode: a normal tensor
