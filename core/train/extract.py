@@ -78,7 +78,8 @@ def forward_features(backbone: Backbone, samples: Sequence[Any], *, batch_size: 
 
     lo, hi = parallel.local_shard(len(samples))
     shard = samples[lo:hi]
-    dev = device if device is not None else next(backbone.parameters()).device
+    dev = device if device is not None else parallel.inference_device(backbone)
+    backbone.to(dev)
     n_workers = 0 if train else workers_for(len(shard), batch_size, workers)
     loader: DataLoader[Any] = DataLoader(_Listed(shard), batch_size=batch_size, shuffle=False,
                                          collate_fn=_Collate(backbone, train), num_workers=n_workers,

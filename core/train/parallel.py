@@ -40,6 +40,15 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def inference_device(module: torch.nn.Module) -> torch.device:
+    """Where a model should run inference: this process's device under a launch, else a visible GPU, else its own."""
+    if world_size() > 1:
+        return torch.device(_state().device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return next(iter(module.parameters()), torch.empty(0)).device
+
+
 def barrier() -> None:
     """Wait for every process (nothing to wait for in a single process)."""
     if world_size() > 1:

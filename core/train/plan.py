@@ -157,6 +157,9 @@ def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Re
     head = plugins.get("heads", config.head)
     check_policy_options(config, policy)
     config.policy_extra = typed_options(policy, config.policy_extra, "--policy-option")
+    from graftzoo.train.hardware import check_hardware
+
+    check_hardware(config)  # --device/--precision this machine cannot run: refused before the data loads
     data = load_run_data(config, entry.modality, entry.id, data)
     if len(data) == 0:
         raise DataError(f"{config.data}: no labelled samples")

@@ -59,3 +59,17 @@ def test_decoding_workers_give_the_same_features(tiny_plugin: str) -> None:
     workers = extract_features(backbone, data, batch_size=8, progress=False, workers=2)
     assert inline.shape == (50, 16) and not inline.requires_grad
     assert torch.equal(inline, workers)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a machine without a GPU")
+def test_cli_refuses_fp16_without_a_gpu_in_one_line(tiny_plugin: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from graftzoo.cli import cli
+
+    result = CliRunner().invoke(cli, ["tune", tiny_plugin, "tinydigits", "--precision", "fp16", "--epochs", "1",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --precision fp16 needs a CUDA GPU"), result.output
+    assert not (tmp_path / "run").exists()
