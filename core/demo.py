@@ -156,16 +156,26 @@ def plugin_distribution(run: Any) -> str | None:
     return dists[0] if dists else None
 
 
-def write_space(run_dir: str | Path, out: Path) -> Path:
-    """A ready Hugging Face Space in ``out``: app.py, requirements.txt, README.md (Spaces metadata), the run."""
+def write_space(run_dir: str | Path, out: Path, replace: bool = False) -> Path:
+    """A ready Hugging Face Space in ``out``: app.py, requirements.txt, README.md (Spaces metadata), the run.
+
+    Built in a temporary directory and renamed into place (an existing ``out`` is swapped out only with
+    ``replace``): ``out`` never exists half-written.
+    """
+    from graftzoo.storage import atomic
+    from graftzoo.train.run import load_run
+
+    run = load_run(run_dir)
+    with atomic.atomic_dir(out, f"the Space {out}", replace=replace) as tmp:
+        _fill_space(run, tmp)
+    return out
+
+
+def _fill_space(run: Any, out: Path) -> None:
     import importlib.metadata
     import json
     import shutil
 
-    from graftzoo.train.run import load_run
-
-    run = load_run(run_dir)
-    out.mkdir(parents=True)
     (out / "run").mkdir()
     for name in RUN_FILES:
         src = run.path / name
@@ -195,4 +205,3 @@ def write_space(run_dir: str | Path, out: Path) -> Path:
         f"app_file: app.py\npinned: false\nlicense: {run.entry.license.lower()}\n---\n\n"
         f"# {run.path.name}\n\n{run.entry.id} fine-tuned with Graftzoo; the model card is run/README.md.\n",
         encoding="utf-8")
-    return out

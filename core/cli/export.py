@@ -65,9 +65,7 @@ def export(run_dir: Path, fmt: str, out: Path | None, overwrite: bool, as_json: 
 
 
 def _space(run_dir: Path, out: Path | None, overwrite: bool) -> Path:
-    """Write the Space beside its destination and rename it into place (nothing half-written)."""
-    import shutil
-
+    """Write the Space (built beside its destination and renamed into place: nothing half-written)."""
     from graftzoo.demo import require_gradio, write_space
     from graftzoo.errors import TrainingError
     from graftzoo.train.run import read_info
@@ -77,14 +75,4 @@ def _space(run_dir: Path, out: Path | None, overwrite: bool) -> Path:
     dest = out if out is not None else run_dir / "export" / "space"
     if dest.exists() and not overwrite:
         raise TrainingError(f"{dest} already exists; pass --overwrite or --out")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        write_space(run_dir, tmp)
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+    return write_space(run_dir, dest, replace=True)
