@@ -12,7 +12,6 @@ imported only when used (``resolve``), which keeps listing free of torch.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
 import os
@@ -137,6 +136,8 @@ class _Register:
 def _check_keywords(where: str, spec: HookSpec, name: str, meta: dict[str, Any]) -> None:
     for key, value in meta.items():
         if key not in spec.keywords:
+            import difflib
+
             close = difflib.get_close_matches(key, spec.keywords, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise PluginError(f"{where}: unknown keyword {key!r} for {spec.label} {name!r}; {hint}valid keywords: "

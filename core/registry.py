@@ -7,11 +7,9 @@ catalogue is caught where it is written rather than when a download fails.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -173,6 +171,8 @@ def entry_from_dict(data: Mapping[str, Any], origin: str, index: int | None = No
 
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
+        import difflib
+
         hint = difflib.get_close_matches(unknown[0], _FIELDS, n=1)
         extra = f"; did you mean '{hint[0]}'?" if hint else "; known fields: " + ", ".join(_FIELDS)
         raise RegistryError(f"{where}: unknown field '{unknown[0]}'{extra}")
@@ -276,6 +276,8 @@ def parse_registry_document(path: Path) -> tuple[list[ModelEntry], dict[str, str
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise RegistryError(f"{path}:{line}: not UTF-8 text ({exc.reason}); TOML files must be UTF-8, re-save it "
                             "as UTF-8") from None
+    import tomllib  # only when a file is parsed: 'graft list' reads parsed files from the registry cache
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -349,6 +351,8 @@ class Registry:
         try:
             return self._entries[model_id]
         except KeyError:
+            import difflib
+
             close = difflib.get_close_matches(model_id, self._entries, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; run 'graft list' to see them"
             raise RegistryError(f"unknown model {model_id!r}{hint}") from None

@@ -13,6 +13,14 @@ def graftzoo_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     """A fresh, empty $GRAFTZOO_HOME for each test (caches never leak between tests or into ~/.cache)."""
     home = tmp_path_factory.mktemp("graftzoo-home")
     monkeypatch.setenv("GRAFTZOO_HOME", str(home))
+    # Tests never touch the internet: the hub and package index default to a closed loopback port (tests that
+    # need a hub start one on 127.0.0.1 and point HF_ENDPOINT at it), and reachability is never remembered
+    # across tests.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    from graftzoo.sources import availability
+
+    monkeypatch.setattr(availability, "_reached", {})
     return home
 
 

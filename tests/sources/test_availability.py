@@ -58,10 +58,44 @@ def test_every_kind_of_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_unavailable_means_missing_or_needs_the_network_while_offline(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     remote = entry(f"hf://acme/net@{'c' * 40}/model.safetensors")
-    assert unavailable(remote) is None
+    with socket.socket() as hub:  # a reachable loopback hub: tests never try the real one
+        hub.bind(("127.0.0.1", 0))
+        hub.listen()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.getsockname()[1]}")
+        assert unavailable(remote) is None
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert unavailable(remote) == NETWORK
     assert unavailable(entry(f"file://{tmp_path}/x.safetensors")) == MISSING
+
+
+def test_offline_without_saying_so_is_found_by_one_bounded_connection(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from graftzoo.sources import availability
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(availability, "_reached", {})
+    remote = entry(f"hf://acme/net@{'c' * 40}/model.safetensors")
+    with socket.socket() as listening:  # a hub that answers: the model stays a candidate
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listening.getsockname()[1]}")
+        assert unavailable(remote) is None
+    with socket.socket() as closed:  # a port nobody listens on: the hub cannot be reached
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert unavailable(remote) == NETWORK
+    assert availability.unreachable_hosts() == [f"127.0.0.1:{port}"]
+    # pkg:// weights come from the package index, checked the same way.
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple")
+    assert unavailable(entry("pkg://not-installed-weights==1.0/w/w.pth")) == NETWORK
