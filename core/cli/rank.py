@@ -102,21 +102,23 @@ def _say_skipped(skipped: dict[str, str], any_left: bool) -> None:
     from graftzoo.sources._hf import offline
     from graftzoo.sources.availability import unreachable_hosts
 
-    why = sorted(set(skipped.values()))
-    network = ""
-    if "needs network" in why:
+    reasons = []
+    for why in sorted(set(skipped.values())):
+        ids = ", ".join(model for model, reason in skipped.items() if reason == why)
+        if why != "needs network":
+            reasons.append(f"weights {why}: {ids}")
+            continue
         hosts = unreachable_hosts()
-        if offline():
-            network = " (HF_HUB_OFFLINE is set)"
-        elif hosts:
-            network = f" (no connection to {', '.join(hosts)})"
-    line = (f"{len(skipped)} model(s) skipped, weights {' or '.join(why)}{network}: {', '.join(skipped)}; "
+        offline_because = ("HF_HUB_OFFLINE is set" if offline() else
+                           f"no connection to {', '.join(hosts)}" if hosts else "offline")
+        reasons.append(f"weights need the network ({offline_because}): {ids}")
+    line = (f"{len(skipped)} model(s) skipped, {'; '.join(reasons)}. "
             "'graft pull ID' while online makes one usable ('graft list' shows which are)")
     if not any_left:
         from graftzoo.errors import SourceError
 
         raise SourceError(f"no candidate can be loaded now: {line}")
-    click.echo(f"Skipped {line}", err=True)
+    click.echo(line, err=True)
 
 
 def _print_results(dataset: LabelledData, total: int, results: list[RankResult], by: str, elapsed: float) -> None:

@@ -129,8 +129,16 @@ def test_rank_skips_models_it_cannot_load_now_with_one_line(plugin: str, tmp_pat
     assert [(r["model"], r["error"]) for r in report["results"]] == [(plugin, None)]  # no failed rows
     assert report["skipped"] == {"gone.file": "missing", "uncached.hub": "needs network"}
     skipped_lines = [line for line in result.stderr.splitlines() if "skipped" in line]
-    assert len(skipped_lines) == 1 and "gone.file, uncached.hub" in skipped_lines[0]
-    assert "HF_HUB_OFFLINE" in skipped_lines[0] and "graft pull" in skipped_lines[0]
+    assert len(skipped_lines) == 1, result.stderr
+    assert "weights missing: gone.file;" in skipped_lines[0]
+    assert "weights need the network (HF_HUB_OFFLINE is set): uncached.hub." in skipped_lines[0]
+    assert "graft pull" in skipped_lines[0]
+    # Offline without saying so (the tests' hub is a closed loopback port): found by one connection attempt.
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    unset = graft("rank", "tinydigits", "--folds", "3", "--json")
+    assert unset.exit_code == 0 and json.loads(unset.stdout)["skipped"] == report["skipped"]
+    assert "(no connection to 127.0.0.1:9): uncached.hub" in unset.stderr
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     table = graft("rank", "tinydigits", "--folds", "3")
     assert table.exit_code == 0 and "failed" not in table.output and "gone.file" not in table.stdout
     # Named explicitly and nothing left to rank: one Error line, not a table of failures.
