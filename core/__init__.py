@@ -14,6 +14,7 @@ from graftzoo.errors import (
     PluginError,
     RegistryError,
     SourceError,
+    StorageError,
     TrainingError,
 )
 from graftzoo.hookspecs import hookimpl
@@ -32,6 +33,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "SourceError",
+    "StorageError",
     "TrainingError",
     "__version__",
     "get_plugins",

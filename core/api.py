@@ -29,6 +29,7 @@ from graftzoo.errors import (
     PluginError,
     RegistryError,
     SourceError,
+    StorageError,
     TrainingError,
 )
 from graftzoo.hookspecs import hookimpl
@@ -75,6 +76,7 @@ __all__ = [
     "PluginError",
     "RegistryError",
     "SourceError",
+    "StorageError",
     "TrainingError",
     "atomic_dir",
     "cache_dir",
