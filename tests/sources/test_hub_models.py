@@ -187,7 +187,7 @@ def test_hub_search_filters_by_task_and_modality_and_sorts(model_hub: ModelHub,
     def model(repo: str, library: str, tag: str, downloads: int, likes: int) -> dict[str, object]:
         names = [{"rfilename": n} for n in model_hub.files.get(repo, {"model.gguf": b""})]
         return {"id": repo, "library_name": library, "pipeline_tag": tag, "tags": [library, "license:mit"],
-                "downloads": downloads, "likes": likes, "siblings": names}
+                "downloads": downloads, "likes": likes, "siblings": names, "usedStorage": 1_500_000 + downloads}
 
     search = PushHub(models=[model("acme/tiny-timm", "timm", "image-classification", 5, 30),
                              model("acme/tiny-bert", "transformers", "fill-mask", 50, 10),
@@ -210,8 +210,11 @@ def test_hub_search_filters_by_task_and_modality_and_sorts(model_hub: ModelHub,
         assert hits("--modality", "audio") == [("acme/tiny-w2v", "hf-audio", "audio")]
         assert [h[0] for h in hits("--task", "fill-mask", "--sort", "downloads")] == ["acme/tiny-bert",
                                                                                       "acme/pickled-bert"]
+        sizes = {h["repo_id"]: h["size"] for h in json.loads(ok("list", "--hub", "acme", "--json"))}
+        assert sizes["acme/tiny-bert"] == 1_500_050 and sizes["acme/tiny-timm"] == 1_500_005
         table = ok("list", "--hub", "acme", "--modality", "text")
         assert "hf://acme/tiny-bert" in table and "mit" in table and "no (pickled or remote code)" in table
+        assert "1.5 MB" in table  # the hub's stored size, before anything is downloaded
         assert "tiny-w2v" not in table and "tiny-timm" not in table
     finally:
         search.stop()
