@@ -16,7 +16,6 @@ from __future__ import annotations
 import binascii
 import gc
 import marshal
-import os
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -73,16 +72,17 @@ def _read(cache: Path, stamp: str) -> Document | None:
 
 
 def _write(cache: Path, stamp: str, document: Document) -> None:
+    from graftzoo.errors import StorageError
+    from graftzoo.storage import atomic  # only when a file changed: the temporary name 'graft cache gc' knows
+
     entries, adapters = document
     rows = [tuple(_plain(getattr(e, n)) for n in _NAMES) for e in entries]
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
+        data = marshal.dumps((stamp, rows, dict(adapters)))
         cache.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            marshal.dump((stamp, rows, dict(adapters)), fh)
-        os.replace(tmp, cache)
-    except (OSError, ValueError):  # read-only cache, or a value marshal cannot write: only speed is lost
-        tmp.unlink(missing_ok=True)
+        atomic.write_bytes(cache, data, "the parsed-registry cache")
+    except (OSError, ValueError, StorageError):  # read-only cache, or a value marshal cannot write: only speed lost
+        pass
 
 
 def _plain(value: Any) -> Any:
