@@ -30,6 +30,7 @@ def test_exported_members() -> None:
         "Registry",
         "RegistryError",
         "SourceError",
+        "StorageError",
         "TrainingError",
         "__version__",
         "get_plugins",
