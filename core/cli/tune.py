@@ -88,7 +88,21 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
               help="Epochs of linear lr warm-up before the schedule.")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True)
 @click.option("--class-weights", type=click.Choice(["auto", "none"]), default="auto", show_default=True,
-              help="auto: weight the loss by inverse class frequency when classes are imbalanced (3:1 or more).")
+              help="auto: weight the loss by inverse class frequency when classes are imbalanced (3:1 or more; "
+                   "not with --sampler balanced, which balances the draw instead).")
+@click.option("--sampler", type=click.Choice(["shuffle", "balanced"]), default="shuffle", show_default=True,
+              help="Training batches: shuffle (each sample once an epoch) or balanced (each class drawn equally "
+                   "often an epoch: rare classes repeat, common ones are subsampled).")
+@click.option("--mixup", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="ALPHA",
+              help="Vision, trainable policies: mixup, blending pairs of training images and their labels with "
+                   "weights from Beta(ALPHA, ALPHA) (timm's Mixup; e.g. 0.2). 0 is off.")
+@click.option("--cutmix", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="ALPHA",
+              help="Vision, trainable policies: cutmix, pasting a patch of another training image (area from "
+                   "Beta(ALPHA, ALPHA), e.g. 1.0) and mixing labels by area. 0 is off.")
+@click.option("--mix-prob", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Share of training batches that --mixup/--cutmix mix.")
+@click.option("--mix-switch-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="With both --mixup and --cutmix: the share of mixed batches that use cutmix.")
 @click.option("--augment", default=None, metavar="none|light|strong|T1,T2",
               help="Training augmentation: a preset or named transforms of the modality (vision: crop, hflip, "
                    "randaugment, trivialaugment, colorjitter; audio: noise, speed, pitch, specaugment; text: none). "

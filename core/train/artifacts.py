@@ -52,6 +52,7 @@ def _card_body(out: Path, info: dict[str, Any]) -> list[str]:
         f"{config['batch_size']}, lr {config['lr']}, lr decay {config['lr_decay']}, weight decay "
         f"{config['weight_decay']}, dropout {config['dropout']}, L2-SP {config['l2sp']}",
         f"- pretrained: {config['pretrained']}, seed {config['seed']}, validation split {config['val_split']}",
+        _batches_line(config),
         f"- preprocessing: `{json.dumps(info['preprocessing'], default=str)}`",
         f"- libraries: {', '.join(f'{k} {v}' for k, v in info['versions'].items())}",
         "",
@@ -72,6 +73,18 @@ def _card_body(out: Path, info: dict[str, Any]) -> list[str]:
     lines += ["", "## Use", "", "```", f"graft predict {out} INPUT...", f"graft evaluate {out} DATA", "```",
               "", f"Labels: {', '.join(info['labels'])}", ""]
     return lines
+
+
+def _batches_line(config: dict[str, Any]) -> str:
+    """How training batches were drawn and altered: augmentation, sampler, class weights, smoothing, mixing."""
+    from graftzoo.train.config import TrainConfig
+    from graftzoo.train.mixing import describe
+
+    cfg = TrainConfig.from_dict(config)
+    line = (f"- training batches: augment {cfg.augment or 'default'}, sampler {cfg.sampler}, class weights "
+            f"{cfg.class_weights}, label smoothing {cfg.label_smoothing}")
+    mixed = describe(cfg)
+    return line + (f", mixing: {mixed}" if mixed else "")
 
 
 def compare_baseline(out: Path, info: dict[str, Any], base: dict[str, Any],

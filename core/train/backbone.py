@@ -77,5 +77,16 @@ class Backbone(nn.Module):
         """Files a run must keep to rebuild the input pipeline offline (e.g. tokenizer files)."""
         return {}
 
+    def batch_mixer(self, settings: Mapping[str, float], num_classes: int) -> BatchMixer | None:
+        """mixup/cutmix of training batches, or None when the modality has none (the run refuses the options).
 
+        ``settings``: ``mixup`` and ``cutmix`` (Beta alphas, 0 = off), ``prob`` (share of batches mixed),
+        ``switch_prob`` (cutmix's share when both are on), ``label_smoothing``. The mixer takes a collated
+        training batch and its class ids ``[B]`` and returns the mixed batch and soft targets ``[B, C]``
+        (rows summing to 1), drawing from torch's generator so a run's seed and resume hold.
+        """
+        return None
+
+
+BatchMixer = Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]]
 BackboneFactory = Callable[["ModelEntry", "Path | None", Mapping[str, Any]], Backbone]

@@ -44,7 +44,14 @@ class TrainConfig:
     crop_pct: float | None = None
     #: "auto": inverse-frequency class weights when the classes are imbalanced; "none": plain loss
     class_weights: str = "auto"
+    #: "shuffle": every training sample once an epoch; "balanced": each class drawn equally often an epoch
+    sampler: str = "shuffle"
     label_smoothing: float = 0.0
+    #: mixup / cutmix Beta alphas (0: off), the share of batches mixed and cutmix's share when both are on
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
     scheduler: str = "cosine"
     warmup_epochs: int = 0
     #: retrain on train+validation for the epoch count chosen on validation; None: only a head fitted to

@@ -30,7 +30,7 @@ from graftzoo.data import LabelledData
 from graftzoo.errors import TrainingError, naming
 from graftzoo.metrics import classification_metrics
 from graftzoo.progress import progress_bar
-from graftzoo.train import balance, fitting, loaders, optim, tracking
+from graftzoo.train import balance, fitting, loaders, mixing, optim, tracking
 from graftzoo.train.build import (
     build_model,
     check_contract,
@@ -247,6 +247,7 @@ class Trainer:
         self.policy = make_policy(plan.parts.policy, config)
         self.policy.validate(model)
         self.policy.apply(model)
+        self.mixer = mixing.make_mixer(model.backbone, config, len(plan.classes), plan.entry)
         self.l2sp = optim.L2SP(model.backbone, config.l2sp)
         if model.backbone.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -287,6 +288,7 @@ class Trainer:
         self.loss_fn = self._make_loss()
         probe = [plan.data.samples[i] for i in split.train[:2]]
         if self.cached:
+            balance.check_fitted_sampler(config, self.model.head)
             t_feat = time.perf_counter()
             self._cache_features(probe)
             self.timing["features_seconds"] = round(time.perf_counter() - t_feat, 4)
@@ -294,7 +296,7 @@ class Trainer:
                 self.fitted = fitting.fit_cached_head(
                     self.model.head, self.train_feats, torch.tensor(self.train_targets), len(plan.classes),
                     seed=config.seed, class_weight=self.class_weight, label_smoothing=config.label_smoothing)
-            self.sampler = loaders.EpochShuffle(len(self.train_targets), config.seed)
+            self.sampler = balance.make_sampler(config.sampler, self.train_targets, config.seed)
             self.loader = loaders.feature_loader(self.train_feats, self.train_targets, self.batch_size, self.sampler)
             self.trainable: torch.nn.Module = self.model.head
         else:
@@ -303,7 +305,7 @@ class Trainer:
             if self.state is None:
                 fitting.init_prototypes(self.model, plan.data, split.train, self.train_targets,
                                         self.accelerator.device)
-            self.sampler = loaders.EpochShuffle(len(split.train), config.seed)
+            self.sampler = balance.make_sampler(config.sampler, self.train_targets, config.seed)
             self.loader = loaders.sample_loader(self.model.backbone, samples, self.train_targets, self.batch_size,
                                                 plan.task, self.sampler, workers=config.workers or 0)
             self.trainable = self.model
@@ -328,22 +330,17 @@ class Trainer:
             self.train_targets = self.train_targets * (views + 1)
             self.say(f"frozen: {views} augmented view(s) of the training data cached with the plain features")
 
-    def _make_loss(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """Cross-entropy with ``--label-smoothing`` and, for imbalanced classes, ``--class-weights``."""
+    def _make_loss(self) -> mixing.Loss:
+        """Cross-entropy with ``--label-smoothing`` and, for imbalanced classes, ``--class-weights`` (unless
+        ``--sampler balanced`` balances the draw); soft targets of mixed batches too (``train.mixing``)."""
         token = self.plan.task == "token-classification"
         self.class_weight = None
         if not token:
             self.class_weight = balance.run_class_weights(self.config.class_weights, self.train_targets,
-                                                          self.plan.classes, self.say if self.state is None else None)
+                                                          self.plan.classes, self.say if self.state is None else None,
+                                                          self.config.sampler)
         weight = self.class_weight.to(self.accelerator.device) if self.class_weight is not None else None
-        smoothing = self.config.label_smoothing
-
-        def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            flat, fy = (logits.flatten(0, -2), y.flatten()) if token else (logits, y)
-            return torch.nn.functional.cross_entropy(flat.float(), fy, weight=weight, ignore_index=-100,
-                                                     label_smoothing=smoothing)
-
-        return loss
+        return mixing.cross_entropy(weight, self.config.label_smoothing, token)
 
     def make_optimiser(self) -> None:
         """AdamW over the policy's parameter groups (the lr found first with ``--lr auto``), the schedule,
@@ -370,8 +367,8 @@ class Trainer:
     def _find_lr(self) -> None:
         """``--lr auto``: the range test's suggestion becomes the run's lr (stored in graft.json)."""
         self.say("--lr auto: running a learning-rate range test")
-        result = fitting.find_lr(self.trainable, self._param_groups(), self.loader, self.loss_fn,
-                                 self.accelerator.device)
+        result = fitting.find_lr(self.trainable, self._param_groups(), mixing.MixedBatches(self.loader, self.mixer),
+                                 self.loss_fn, self.accelerator.device)
         if not result.lrs or result.suggestion != result.suggestion:
             raise TrainingError("--lr auto: the range test diverged at once; pass --lr VALUE")
         self.lr_found = result  # saved into the run by write_start (nothing is written before it)
@@ -422,10 +419,10 @@ class Trainer:
         sums = torch.zeros(3, device=self.accelerator.device)
         with progress_bar(f"epoch {epoch + 1}/{self.config.epochs}", total=len(self.loader),
                           enabled=self.progress and self.main) as advance:
-            for batch, y in self.loader:
+            for batch, y in mixing.MixedBatches(self.loader, self.mixer):  # --mixup/--cutmix: soft targets
                 with self.accelerator.accumulate(self.train_module):  # --grad-accum: step every k batches
                     logits = self.train_module(batch)
-                    flat, fy = (logits.flatten(0, -2), y.flatten()) if token else (logits, y)
+                    flat, fy = (logits.flatten(0, -2), y.flatten()) if token else (logits, mixing.hard_labels(y))
                     loss = self.loss_fn(logits, y)
                     penalty = self.l2sp.penalty(self.model.backbone)
                     self.accelerator.backward(loss + penalty if penalty is not None else loss)

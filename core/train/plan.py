@@ -22,8 +22,10 @@ from graftzoo.data import LabelledData, load_data
 from graftzoo.errors import DataError, OptionError, TrainingError
 from graftzoo.plugins import Registration, get_plugins
 from graftzoo.registry import ModelEntry, Registry, load_registry
+from graftzoo.train.balance import check_sampler_options
 from graftzoo.train.build import Parts, adapter_for, head_name, resolve_model, typed_options
 from graftzoo.train.config import TrainConfig
+from graftzoo.train.mixing import check_mix_options
 from graftzoo.train.split import limit_per_class, stratified_split
 
 if TYPE_CHECKING:
@@ -175,6 +177,8 @@ def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Re
         targets: list[Any] = [[index[t] for t in tags] for tags in data.labels]
     else:
         targets = [index[str(label)] for label in data.labels]
+    check_mix_options(config, policy, data.task)
+    check_sampler_options(config, data.task)
     split = split_indices(config, data.labels)
     if config.early_stopping is not None and not split.val:
         raise OptionError("--early-stopping watches the validation loss; it needs --val-split > 0")

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = {"graftzoo.api", "graftzoo.hookspecs"}
 
 EXPECTED: dict[str, Any] = {'API_VERSION': "'0.1'",
- 'Backbone': {'channels_last': 'attribute',
+ 'Backbone': {'batch_mixer': "(self, settings: 'Mapping[str, float]', num_classes: 'int') -> 'BatchMixer | None'",
+              'channels_last': 'attribute',
               'collate': "(self, samples: 'list[Any]', train: 'bool') -> 'Any'",
               'extra_files': "(self) -> 'dict[str, Path]'",
               'feature_dim': 'attribute',

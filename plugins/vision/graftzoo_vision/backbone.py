@@ -21,6 +21,7 @@ from torch import nn
 
 from graftzoo.api import Backbone, OptionError, PluginError, RegistryError, TrainingError
 from graftzoo_vision import images
+from graftzoo_vision.mixing import TimmMixer
 from graftzoo_vision.weights import load_pretrained
 
 if TYPE_CHECKING:
@@ -207,6 +208,10 @@ class TimmBackbone(Backbone):
             finally:
                 random.setstate(state)
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
+
+    def batch_mixer(self, settings: Mapping[str, float], num_classes: int) -> TimmMixer:
+        """timm's ``Mixup`` in batch mode (``--mixup``/``--cutmix``): mixed images and soft targets."""
+        return TimmMixer(settings, num_classes)
 
     def lora_targets(self) -> list[str]:
         """Leaf names for peft: linear layers of a transformer, pointwise convolutions of a CNN.
