@@ -210,8 +210,45 @@ def check_lora_targets(backbone: Backbone) -> None:
             raise fail(_name(backbone), f"extra_files() entry {key!r} -> {path} is not a file")
 
 
+def check_batch_mixer(backbone: Backbone, samples: Sequence[Any]) -> None:
+    """A ``batch_mixer`` (optional; None is fine) takes an odd batch too (a last, partial one) and gives a batch
+    ``forward`` takes and soft targets ``[B, C]`` whose rows sum to 1, the same for the same torch seed."""
+    import torch
+
+    what = _name(backbone)
+    mixer = backbone.batch_mixer({"mixup": 0.4, "cutmix": 0.0, "prob": 1.0, "switch_prob": 0.5,
+                                  "label_smoothing": 0.1}, 3)
+    if mixer is None:
+        return
+    n = len(samples) - 1 + len(samples) % 2 if len(samples) > 2 else len(samples)  # odd where possible
+    y = torch.arange(n) % 3
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        try:
+            draws.append(mixer(_collate(backbone, samples[:n], train=False), y.clone()))
+        except Exception as exc:
+            raise fail(what, f"batch_mixer() failed on a batch of {n}: {type(exc).__name__}: {exc}",
+                       "mix any batch size (the last batch of an epoch is often odd)") from exc
+    (mixed, soft), (_, again) = draws
+    if not (isinstance(soft, torch.Tensor) and soft.is_floating_point() and tuple(soft.shape) == (n, 3)):
+        raise fail(what, f"batch_mixer() returned targets {shape_of(soft)}, not soft targets of shape ({n}, 3)",
+                   "return float targets [B, num_classes], one probability row per sample")
+    if not torch.allclose(soft.sum(-1), torch.ones(n), atol=1e-4) or bool((soft < 0).any()):
+        raise fail(what, "batch_mixer() targets are not probability rows (each >= 0, summing to 1)")
+    if not torch.equal(soft, again):
+        raise fail(what, "batch_mixer() mixes differently for the same torch seed",
+                   "draw from torch's generator (or seed your own from it), so --seed and --resume hold")
+    training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        _features(backbone, mixed, n)
+    backbone.train(training)
+
+
 def check_backbone(backbone: Backbone, samples: Sequence[Any]) -> torch.Tensor:
-    """Every check of a built backbone: groups, order, features, preprocessing, LoRA targets. Returns features."""
+    """Every check of a built backbone: groups, order, features, preprocessing, LoRA targets, batch mixer.
+    Returns features."""
     from graftzoo.train.backbone import Backbone
 
     if not isinstance(backbone, Backbone):
@@ -225,6 +262,7 @@ def check_backbone(backbone: Backbone, samples: Sequence[Any]) -> torch.Tensor:
     features = check_features(backbone, samples)
     check_group_order(backbone, samples)
     check_lora_targets(backbone)
+    check_batch_mixer(backbone, samples)
     return features
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
@@ -120,3 +121,33 @@ class FusedLoraBypass(ReferenceBackbone):
 
     def lora_targets(self) -> list[str]:
         return ["linear1", "linear2"]
+
+
+class HardTargetMixer(ReferenceBackbone):
+    """A batch mixer that blends the inputs but hands back the class ids: the loss would ignore the blend."""
+
+    def batch_mixer(self, settings: Any, num_classes: int) -> Any:
+        return lambda batch, y: (0.5 * batch + 0.5 * batch.flip(0), y)
+
+
+class UnseededMixer(ReferenceBackbone):
+    """A batch mixer drawing from a generator of its own: a resumed epoch would mix differently."""
+
+    def batch_mixer(self, settings: Any, num_classes: int) -> Any:
+        rng = random.Random()
+
+        def mix(batch: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            lam = rng.random()
+            soft = nn.functional.one_hot(y, num_classes).float()
+            return lam * batch + (1 - lam) * batch.flip(0), lam * soft + (1 - lam) * soft.flip(0)
+
+        return mix
+
+
+class EvenOnlyMixer(ReferenceBackbone):
+    """timm's Mixup used as it comes: it refuses the odd last batch of an epoch."""
+
+    def batch_mixer(self, settings: Any, num_classes: int) -> Any:
+        from timm.data import Mixup
+
+        return Mixup(mixup_alpha=0.4, num_classes=num_classes, label_smoothing=0.0)

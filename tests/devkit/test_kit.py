@@ -51,6 +51,9 @@ def test_reference_adapter_passes_every_builtin_policy(graftzoo_plugin: Callable
     (broken.UnusedGroup, r"group 'classifier' gets no gradient from forward\(\)"),
     (broken.TuplePreprocessing, r"preprocessing\(\) key 'mean' changes through JSON"),
     (broken.NoisyEval, r"forward\(\) in eval mode gives different features for the same batch"),
+    (broken.HardTargetMixer, r"batch_mixer\(\) returned targets a Tensor of shape \(3,\), not soft targets"),
+    (broken.UnseededMixer, r"batch_mixer\(\) mixes differently for the same torch seed"),
+    (broken.EvenOnlyMixer, r"batch_mixer\(\) failed on a batch of 3: AssertionError"),
 ])
 def test_broken_backbone_fails_with_named_problem(backbone: type[ReferenceBackbone], message: str) -> None:
     with pytest.raises(ConformanceError, match=message):

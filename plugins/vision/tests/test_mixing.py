@@ -96,3 +96,23 @@ def test_tune_with_mixup_and_cutmix_is_stored_and_resumes_exactly(tmp_path: Path
     assert resumed["final"]["loss"] == pytest.approx(whole["final"]["loss"], abs=1e-5)
     card = (tmp_path / "killed" / "README.md").read_text()
     assert "mixing: mixup alpha 0.2 + cutmix alpha 1.0" in card
+
+
+@pytest.mark.slow
+def test_mixing_flags_reach_graft_json_and_the_card(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from graftzoo.cli import cli
+    from graftzoo_vision.data import write_imagefolder
+
+    root = write_imagefolder(_digits(5), tmp_path / "digits3")  # 12 training images: batches of 4
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["tune", "mobilenetv2_100.tv_in1k", str(root), "--policy", "full",
+                                      "--no-pretrained", "--image-size", "32", "--epochs", "1", "--batch-size", "4",
+                                      "--mixup", "0.4", "--cutmix", "1", "--mix-prob", "0.8", "--mix-switch-prob",
+                                      "0.25",
+                                      "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((run / "graft.json").read_text())["config"]
+    assert (cfg["mixup"], cfg["cutmix"], cfg["mix_prob"], cfg["mix_switch_prob"]) == (0.4, 1.0, 0.8, 0.25)
+    assert "cutmix chosen for 25% of them" in (run / "README.md").read_text()
