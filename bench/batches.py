@@ -118,10 +118,7 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", default=["3:8", "1:7", "9:4"], metavar="MAJOR:MINOR")
     ap.add_argument("--no-handmade", action="store_true", help="skip the by-hand baselines of the few-shot task")
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
+    args = ap.parse_args()  # one thread each: transfer_quality set OMP_NUM_THREADS before torch was imported
     out = args.out or Path(tempfile.mkdtemp(prefix="batches-"))
     start = time.perf_counter()
     if "fewshot" in args.tasks:
