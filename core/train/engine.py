@@ -284,11 +284,12 @@ class Trainer:
         """
         plan, config, split = self.plan, self.config, self.plan.split
         self.cached = self.policy.caches_features and plan.task == "classification"
+        if self.cached:  # a head fitted in one go has no batches to balance: refused before any extraction
+            balance.check_fitted_sampler(config, self.model.head)
         self.train_targets = [plan.targets[i] for i in split.train]
         self.loss_fn = self._make_loss()
         probe = [plan.data.samples[i] for i in split.train[:2]]
         if self.cached:
-            balance.check_fitted_sampler(config, self.model.head)
             t_feat = time.perf_counter()
             self._cache_features(probe)
             self.timing["features_seconds"] = round(time.perf_counter() - t_feat, 4)
