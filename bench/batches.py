@@ -8,11 +8,12 @@ Two tasks, ``mobilenetv2_100.tv_in1k`` on scikit-learn's real handwritten digits
   plain fine-tune loop of ``transfer_quality``;
 * imbalanced: for a few digit pairs, 40 training images of one digit and 4 of the other (no validation split),
   ``--policy full`` with ``--sampler shuffle --class-weights none``, the default (``--class-weights auto``) and
-  ``--sampler balanced``; scored on every other image of the two digits (minority and majority recall).
+  ``--sampler balanced``, over the same training seeds; scored on every other image of the two digits
+  (minority and majority recall).
 
     OMP_NUM_THREADS=1 GRAFTZOO_HOME=/tmp/gz-bench .venv/bin/python bench/batches.py \\
         [--tasks fewshot imbalanced] [--seeds 0 1 2] [--epochs 15] [--per-class 10] [--image-size 96] \\
-        [--pairs 3:8 1:7 9:4] [--no-handmade]
+        [--pairs 3:8 1:7 9:4] [--fewshot-arms '(defaults)' '--mixup 0.2'] [--no-handmade]
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def fewshot(args: argparse.Namespace, out: Path) -> None:
     print(f"\n| graft {task.name} | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean |", flush=True)
     print("|---|" + "---|" * (len(args.seeds) + 1))
     for label, options in FEWSHOT_ARMS.items():
+        if args.fewshot_arms and not any(arm == label.split(" ", 2)[-1] for arm in args.fewshot_arms):
+            continue
         accs = []
         for seed in args.seeds:
             accs.append(_fewshot_run(task, out / f"fewshot-{len(accs)}-{seed}-{sorted(options.items())}",
@@ -76,31 +79,42 @@ def imbalanced(args: argparse.Namespace, out: Path) -> None:
     import numpy as np
 
     from graftzoo.data import LabelledData, load_data
-    from graftzoo.train.config import TrainConfig
-    from graftzoo.train.engine import train
-    from graftzoo.train.run import load_run
 
     data = load_data("digits", modality="vision")
     labels = np.array(data.labels)
     print(f"\nimbalanced 40-vs-4, {MODELS['vision']} --policy full --image-size {args.image_size} --epochs "
-          f"{args.epochs} --val-split 0; recall on all other images of the two digits", flush=True)
-    print("| majority:minority | arm | minority recall | majority recall | test n (min/maj) |\n|---|---|---|---|---|")
+          f"{args.epochs} --val-split 0; recall on all other images of the two digits, seeds {args.seeds}",
+          flush=True)
+    print("| majority:minority | arm | minority recall per seed | mean | majority recall mean | test n (min/maj) |\n"
+          "|---|---|---|---|---|---|")
     for pair in args.pairs:
         major, minor = pair.split(":")
         big, small = np.flatnonzero(labels == major), np.flatnonzero(labels == minor)
         train_idx = [*big[:40], *small[:4]]
         few = LabelledData([data.samples[i] for i in train_idx], [data.labels[i] for i in train_idx],
                            name=f"digits-{major}x40-{minor}x4", modality="vision")
+        tests = [([data.samples[i] for i in small[4:]], minor), ([data.samples[i] for i in big[40:]], major)]
         for label, options in IMBALANCE_ARMS.items():
-            config = TrainConfig(model=MODELS["vision"], data=few.name, policy="full", image_size=args.image_size,
-                                 epochs=args.epochs, val_split=0.0, seed=0, **options)
-            run_dir = out / f"{few.name}-{options['sampler']}-{options.get('class_weights', 'auto')}"
-            train(config, run_dir, overwrite=True, data=few, progress=False)
-            run = load_run(run_dir)
-            recall = [_recall(run, [data.samples[i] for i in idx[cut:]], digit)
-                      for idx, cut, digit in ((small, 4, minor), (big, 40, major))]
-            print(f"| {major}:{minor} | {label} | {recall[0]:.4f} | {recall[1]:.4f} | "
+            recalls = [_imbalanced_run(args, few, out, seed, options, tests) for seed in args.seeds]
+            minority = [r[0] for r in recalls]
+            print(f"| {major}:{minor} | {label} | {' '.join(f'{m:.3f}' for m in minority)} | "
+                  f"{statistics.mean(minority):.4f} | {statistics.mean(r[1] for r in recalls):.4f} | "
                   f"{len(small) - 4}/{len(big) - 40} |", flush=True)
+
+
+def _imbalanced_run(args: argparse.Namespace, few: Any, out: Path, seed: int, options: dict[str, Any],
+                    tests: Sequence[tuple[list[Any], str]]) -> list[float]:
+    """Recall on each (samples, digit) of ``tests`` after one ``--policy full`` run on ``few``."""
+    from graftzoo.train.config import TrainConfig
+    from graftzoo.train.engine import train
+    from graftzoo.train.run import load_run
+
+    config = TrainConfig(model=MODELS["vision"], data=few.name, policy="full", image_size=args.image_size,
+                         epochs=args.epochs, val_split=0.0, seed=seed, **options)
+    run_dir = out / f"{few.name}-{options['sampler']}-{options.get('class_weights', 'auto')}-s{seed}"
+    train(config, run_dir, overwrite=True, data=few, progress=False)
+    run = load_run(run_dir)
+    return [_recall(run, samples, digit) for samples, digit in tests]
 
 
 def _recall(run: Any, samples: Sequence[Any], digit: str) -> float:
@@ -116,6 +130,8 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=10)
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--pairs", nargs="+", default=["3:8", "1:7", "9:4"], metavar="MAJOR:MINOR")
+    ap.add_argument("--fewshot-arms", nargs="*", default=None, metavar="FLAGS",
+                    help="only these few-shot arms, by their flags after --policy full (e.g. '--mixup 0.2')")
     ap.add_argument("--no-handmade", action="store_true", help="skip the by-hand baselines of the few-shot task")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()  # one thread each: transfer_quality set OMP_NUM_THREADS before torch was imported
