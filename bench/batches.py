@@ -82,7 +82,8 @@ def imbalanced(args: argparse.Namespace, out: Path) -> None:
 
     data = load_data("digits", modality="vision")
     labels = np.array(data.labels)
-    print(f"\nimbalanced 40-vs-4, {MODELS['vision']} --policy full --image-size {args.image_size} --epochs "
+    policy = "frozen --probe sgd" if args.imbalance_policy == "frozen" else args.imbalance_policy
+    print(f"\nimbalanced 40-vs-4, {MODELS['vision']} --policy {policy} --image-size {args.image_size} --epochs "
           f"{args.epochs} --val-split 0; recall on all other images of the two digits, seeds {args.seeds}",
           flush=True)
     print("| majority:minority | arm | minority recall per seed | mean | majority recall mean | test n (min/maj) |\n"
@@ -109,9 +110,10 @@ def _imbalanced_run(args: argparse.Namespace, few: Any, out: Path, seed: int, op
     from graftzoo.train.engine import train
     from graftzoo.train.run import load_run
 
-    config = TrainConfig(model=MODELS["vision"], data=few.name, policy="full", image_size=args.image_size,
-                         epochs=args.epochs, val_split=0.0, seed=seed, **options)
-    run_dir = out / f"{few.name}-{options['sampler']}-{options.get('class_weights', 'auto')}-s{seed}"
+    probe = {"probe": "sgd"} if args.imbalance_policy == "frozen" else {}  # batches to draw: the SGD probe
+    config = TrainConfig(model=MODELS["vision"], data=few.name, policy=args.imbalance_policy,
+                         image_size=args.image_size, epochs=args.epochs, val_split=0.0, seed=seed, **probe, **options)
+    run_dir = out / f"{few.name}-{args.imbalance_policy}-{options['sampler']}-{options.get('class_weights')}-s{seed}"
     train(config, run_dir, overwrite=True, data=few, progress=False)
     run = load_run(run_dir)
     return [_recall(run, samples, digit) for samples, digit in tests]
@@ -132,6 +134,8 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", default=["3:8", "1:7", "9:4"], metavar="MAJOR:MINOR")
     ap.add_argument("--fewshot-arms", nargs="*", default=None, metavar="FLAGS",
                     help="only these few-shot arms, by their flags after --policy full (e.g. '--mixup 0.2')")
+    ap.add_argument("--imbalance-policy", choices=["full", "frozen"], default="full",
+                    help="policy of the imbalanced runs (frozen: the SGD probe, which draws batches)")
     ap.add_argument("--no-handmade", action="store_true", help="skip the by-hand baselines of the few-shot task")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()  # one thread each: transfer_quality set OMP_NUM_THREADS before torch was imported
