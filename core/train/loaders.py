@@ -36,6 +36,32 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
 
+class NoSingleBatches(Sampler[list[int]]):
+    """Batches of ``batch_size`` from ``sampler``; a last batch of one sample joins the batch before it.
+
+    A batch of one breaks BatchNorm in training ("Expected more than 1 value
+    per channel"), and dropping the sample would waste scarce data; so 17
+    samples at batch size 8 give batches of 8 and 9.
+    """
+
+    def __init__(self, sampler: EpochShuffle, batch_size: int) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(self.sampler)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            last = batches.pop()
+            batches[-1] = batches[-1] + last
+        return iter(batches)
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        full, rest = divmod(n, self.batch_size)
+        return full + (rest > 1 or (rest == 1 and full == 0))
+
+
 class _Pairs(Dataset[tuple[Any, Any]]):
     def __init__(self, samples: Sequence[Any], targets: Sequence[Any]) -> None:
         self.samples = samples
@@ -71,7 +97,7 @@ def sample_loader(backbone: Backbone, samples: Sequence[Any], targets: Sequence[
     Worker seeds come from the global RNG, which the engine seeds per (seed,
     epoch): augmentation stays reproducible for a given ``--workers``.
     """
-    return DataLoader(_Pairs(samples, targets), batch_size=batch_size, sampler=sampler,
+    return DataLoader(_Pairs(samples, targets), batch_sampler=NoSingleBatches(sampler, batch_size),
                       collate_fn=make_collate(backbone, True, task), num_workers=workers,
                       prefetch_factor=2 if workers else None)
 

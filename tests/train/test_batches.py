@@ -162,3 +162,22 @@ def test_mixing_refused_for_text(config: Any, tmp_path: Path, tiny_weights_dir: 
         assert not (tmp_path / "text").exists() and not (tmp_path / "ner").exists()
     finally:
         undo()
+
+
+def test_a_last_batch_of_one_joins_the_batch_before_it(config: Any, tmp_path: Path) -> None:
+    from graftzoo.train.loaders import EpochShuffle, NoSingleBatches
+
+    def sizes(n: int, batch: int) -> list[int]:
+        batches = NoSingleBatches(EpochShuffle(n, seed=0), batch)
+        drawn = list(batches)
+        assert len(drawn) == len(batches) and sorted(i for b in drawn for i in b) == list(range(n))
+        return [len(b) for b in drawn]
+
+    assert sizes(17, 8) == [8, 9] and sizes(18, 8) == [8, 8, 2] and sizes(16, 8) == [8, 8] and sizes(1, 8) == [1]
+    # 17 training images at batch size 8 through a BatchNorm network: no batch of one, so no BatchNorm error.
+    data = tiny.digits([1, 2], per_class=9)
+    data = LabelledData(data.samples[:17], data.labels[:17], name="seventeen", modality="vision",
+                        fingerprint_parts=[str(i) for i in range(17)])
+    info = train(config(policy="full", data="seventeen", val_split=0, batch_size=8, epochs=1), tmp_path / "run",
+                 data=data, progress=False)
+    assert info["epochs"][0]["train_loss"] > 0
