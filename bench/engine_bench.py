@@ -336,8 +336,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--probe-epochs", type=int, default=10)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections to run")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch compute threads on every side (0: torch's default). On a machine shared with "
+                             "other work, more threads than idle cores measure the scheduler, not the code")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:  # before torch is imported, here and in every child (they inherit the environment)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
     if args.child:
         _child(args.child, args)
         return
@@ -371,8 +377,8 @@ def _ratio(d: dict[str, Any]) -> Ratio:
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"engine benchmarks: {MODEL}, digits {args.per_class}/class, {args.image_size}px, batch "
-          f"{args.batch_size}, {os.cpu_count()} CPUs; every ratio: median (min-max) of {args.pairs} alternating "
-          "pairs")
+          f"{args.batch_size}, {os.cpu_count()} CPUs, {args.threads or 'default'} torch thread(s); every ratio: "
+          f"median (min-max) of {args.pairs} alternating pairs")
     print(f"{'measure':<52}{'median (min-max)':>26}{'goal':>10}")
     lines = []
     if "probe" in r:

@@ -92,12 +92,35 @@ def digits_arrays(inverted: bool = False) -> tuple[np.ndarray, np.ndarray]:
     white paper (how handwriting is usually photographed), ``inverted=True``
     white ink on black.
     """
+    scans, target = _digits_scans()
+    ink = scans / 16.0
+    pixels = ink if inverted else 1.0 - ink
+    return np.round(pixels * 255).astype(np.uint8), target
+
+
+def _digits_scans() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 ink-count scans ``[N, 8, 8]`` (float64) and their targets, as ``load_digits`` returns them.
+
+    Read straight from the CSV that ships inside scikit-learn (the file
+    ``load_digits`` itself parses): importing ``sklearn.datasets`` pulls in
+    scipy and pandas, over a second of every ``graft tune`` on digits before
+    the first batch. Falls back to ``load_digits`` where the file is not there.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                table = np.loadtxt(f, delimiter=",")
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    ink = np.asarray(bunch.images, dtype=np.float64) / 16.0
-    pixels = ink if inverted else 1.0 - ink
-    return np.round(pixels * 255).astype(np.uint8), np.asarray(bunch.target)
+    return np.asarray(bunch.images, dtype=np.float64), np.asarray(bunch.target)
 
 
 def _digits(name: str, inverted: bool) -> LabelledData:

@@ -28,6 +28,24 @@ def test_digits_are_the_real_scikit_learn_set_with_a_stable_fingerprint() -> Non
     assert data.fingerprint() == load_digits().fingerprint()
 
 
+def test_digits_read_from_the_shipped_csv_equal_load_digits_without_importing_sklearn() -> None:
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from graftzoo_vision.data import _digits_scans
+
+    scans, target = _digits_scans()
+    bunch = sklearn_digits()
+    assert np.array_equal(scans, bunch.images) and np.array_equal(target, bunch.target)
+    # Start-up (issue 19): the digits load without scikit-learn's import (scipy, pandas).
+    code = ("import sys; from graftzoo_vision.data import load_digits; load_digits(); "
+            "print(sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_digits_inverted_is_the_same_scans_with_inverted_contrast() -> None:
     plain, inverted = load_digits(), load_digits_inverted()
     assert plain.labels == inverted.labels
