@@ -88,18 +88,21 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_converted(target: Path, source: Path) -> dict[str, torch.Tensor] | None:
-    """The cached conversion if it is complete and its checksum matches; a damaged one is removed."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    """The cached conversion if it is complete and its checksum matches; a damaged one is removed.
 
-    data = checked.read_checked(target, f"conversion of {source}")
-    if data is None:
-        return None
-    try:
-        return dict(load(data))
-    except (SafetensorError, ValueError):  # intact bytes that are not safetensors: never ours, rebuild
-        checked.discard(target)
-        return None
+    Hashed in blocks, then memory-mapped (``checked.load_checked``): the weights
+    are not read into a bytes object and copied again into tensors.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    def load(p: Path) -> dict[str, torch.Tensor] | None:
+        try:
+            return dict(load_file(str(p)))
+        except (SafetensorError, OSError, ValueError):
+            return None
+
+    return checked.load_checked(target, f"conversion of {source}", load)  # not safetensors: removed, rebuilt
 
 
 def _unpickle(path: Path) -> dict[str, torch.Tensor]:
@@ -123,14 +126,8 @@ def _unpickle(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _save_converted(state: Mapping[str, torch.Tensor], target: Path, source: Path) -> None:
-    from safetensors.torch import save
+    from graftzoo.storage.tensorfile import write_safetensors
 
-    # safetensors refuses tensors that share storage (tied weights): give each its own contiguous copy.
-    seen: set[tuple[int, int]] = set()
-    plain: dict[str, torch.Tensor] = {}
-    for name, tensor in state.items():
-        key = (tensor.untyped_storage().data_ptr(), int(tensor.storage_offset()))
-        shared = key in seen or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size()
-        seen.add(key)
-        plain[name] = tensor.detach().clone().contiguous() if shared or not tensor.is_contiguous() else tensor.detach()
-    checked.save_checked(target, save(plain, metadata={"format": "pt"}), f"the safetensors conversion of {source}")
+    # Written tensor by tensor from their own memory (tied weights each in full): no bytes copy of the weights.
+    checked.save_checked_with(target, lambda tmp: write_safetensors(tmp, state, {"format": "pt"}),
+                              f"the safetensors conversion of {source}")

@@ -7,6 +7,12 @@ are read anyway, so the hash is the only extra cost); an entry that is
 incomplete (no record: the writer was killed between the two renames) or
 damaged (bit rot, truncation, an edit) is removed and reported as absent, so
 the caller rebuilds it and never uses it.
+
+Large entries (features of a big data set, converted weights) go through
+``save_checked_with`` and ``load_checked``: the file is written by a library's
+own save function and hashed from disk, and read back hashed in blocks and
+then memory-mapped by the loader, so neither side holds a second copy of the
+bytes in the process's memory.
 """
 
 from __future__ import annotations
@@ -14,13 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from graftzoo.storage import atomic
 
 SIDECAR = ".sha256"
+BLOCK = 1 << 20  # bytes hashed at a time when a file is hashed from disk
 log = logging.getLogger("graftzoo.cache")
+T = TypeVar("T")
 
 
 def sidecar(path: Path) -> Path:
@@ -34,6 +45,31 @@ def save_checked(path: Path, data: bytes, what: str) -> str:
     atomic.write_bytes(path, data, what)
     atomic.write_json(sidecar(path), {"sha256": digest, "size": len(data)}, f"{what} (checksum)")
     return digest
+
+
+def save_checked_with(path: Path, writer: Callable[[Path], object], what: str) -> str:
+    """Like ``save_checked`` for a file that ``writer(tmp)`` writes itself; hashed from disk, not from memory."""
+    record: dict[str, object] = {}
+
+    def write(tmp: Path) -> None:
+        writer(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+            record.update(sha256=_hash_open(fh), size=os.fstat(fh.fileno()).st_size)
+
+    atomic.write_with(path, write, what)
+    atomic.write_json(sidecar(path), record, f"{what} (checksum)")
+    return str(record["sha256"])
+
+
+def _hash_open(fh: BinaryIO) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(BLOCK)
+    view = memoryview(buf)
+    fh.seek(0)
+    while n := fh.readinto(buf):  # type: ignore[attr-defined]
+        h.update(view[:n])
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -50,17 +86,25 @@ class Check:
         return self.status not in ("ok", "missing")
 
 
-def check(path: Path) -> Check:
-    """Read ``path`` and compare it with its checksum record."""
+def _record(path: Path) -> tuple[int, str] | Check:
+    """The (size, sha256) of ``path``'s checksum record, or the Check that says why there is none."""
     if not path.is_file():
         return Check(path, "missing")
     try:
         record = json.loads(sidecar(path).read_text(encoding="utf-8"))
-        size, expected = int(record["size"]), str(record["sha256"])
+        return int(record["size"]), str(record["sha256"])
     except FileNotFoundError:
         return Check(path, "no checksum record")
     except (OSError, ValueError, KeyError, TypeError):
         return Check(path, "unreadable checksum record")
+
+
+def check(path: Path) -> Check:
+    """Read ``path`` and compare it with its checksum record."""
+    record = _record(path)
+    if isinstance(record, Check):
+        return record
+    size, expected = record
     try:
         if path.stat().st_size != size:
             return Check(path, "size differs")
@@ -86,10 +130,66 @@ def read_checked(path: Path, what: str) -> bytes | None:
     result = check(path)
     if result.status == "ok":
         return result.data
+    _drop_damaged(result, what)
+    return None
+
+
+def load_checked(path: Path, what: str, load: Callable[[Path], T | None]) -> T | None:
+    """``load(path)`` if ``path`` is complete and intact; None if absent or damaged (then it is removed).
+
+    The file is hashed in blocks from an open descriptor and ``load`` (which
+    may memory-map it) must find that same, unchanged file at ``path``: a
+    file replaced or edited in between is not used (None, left in place).
+    ``load`` returns None for an intact file it cannot read: that entry is
+    damaged and removed. Nothing beyond what ``load`` keeps is held in memory.
+    """
+    result = _streamed_check(path)
+    if result.status != "ok":
+        _drop_damaged(result, what)
+        return None
+    try:
+        with open(path, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            loaded = load(path)
+            after = os.stat(path)
+    except OSError:
+        return None  # removed or replaced while it was read
+    same = (before.st_ino, before.st_dev, before.st_size, before.st_mtime_ns)
+    if (after.st_ino, after.st_dev, after.st_size, after.st_mtime_ns) != same or result.data != _stamp(before):
+        return None
+    if loaded is None:
+        _drop_damaged(Check(path, "intact checksum, unreadable content"), what)
+    return loaded
+
+
+def _stamp(st: os.stat_result) -> bytes:
+    return f"{st.st_ino}:{st.st_dev}:{st.st_size}:{st.st_mtime_ns}".encode()
+
+
+def _streamed_check(path: Path) -> Check:
+    """``check`` hashing from disk in blocks; ``data`` is the hashed file's identity stamp, not its bytes."""
+    record = _record(path)
+    if isinstance(record, Check):
+        return record
+    size, expected = record
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size != size:
+                return Check(path, "size differs")
+            digest = _hash_open(fh)
+    except OSError:
+        return Check(path, "unreadable")
+    if digest != expected:
+        return Check(path, "checksum differs")
+    return Check(path, "ok", _stamp(st))
+
+
+def _drop_damaged(result: Check, what: str) -> None:
+    path = result.path
     if result.damaged:
         log.warning("damaged %s in the cache (%s): %s; removed, it is rebuilt", what, result.status, path)
         try:
             discard(path)
         except OSError:
             pass  # a read-only cache: the entry is still never used
-    return None

@@ -86,16 +86,22 @@ def forward_features(backbone: Backbone, samples: Sequence[Any], *, batch_size: 
                                          pin_memory=dev.type == "cuda", prefetch_factor=2 if n_workers else None)
     was_training = backbone.training
     backbone.eval()
-    chunks: list[torch.Tensor] = []
+    local: torch.Tensor | None = None  # filled batch by batch: no list of chunks concatenated (a second copy)
+    done = 0
     try:
         title = "extracting augmented features" if train else "extracting features"
         with progress_bar(title, total=len(samples), enabled=progress) as advance, \
                 torch.inference_mode():
             for batch in loader:
-                out = backbone(to_device(batch, dev, backbone.channels_last)).float().cpu()
-                chunks.append(out)
+                out = backbone(to_device(batch, dev, backbone.channels_last)).float()
+                if local is None:
+                    with torch.inference_mode(False):  # a normal tensor for the caller
+                        local = torch.empty((len(shard), *out.shape[1:]), dtype=torch.float32)
+                local[done:done + out.shape[0]] = out
+                done += out.shape[0]
                 advance(out.shape[0] * parallel.world_size())
     finally:
         backbone.train(was_training)
-    local = torch.cat(chunks) if chunks else torch.zeros(0, backbone.feature_dim)
-    return parallel.gather_rows(local, len(samples))  # made outside inference mode: a normal tensor
+    if local is None:
+        local = torch.zeros(0, backbone.feature_dim)
+    return parallel.gather_rows(local, len(samples))

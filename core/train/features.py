@@ -106,24 +106,31 @@ def extract_features(
 
 
 def _save(path: Path, feats: torch.Tensor) -> None:
-    from safetensors.torch import save
+    from graftzoo.storage.tensorfile import write_safetensors
 
-    checked.save_checked(path, save({"features": feats.contiguous()}), f"cached features {path.name}")
+    checked.save_checked_with(path, lambda tmp: write_safetensors(tmp, {"features": feats}),
+                              f"cached features {path.name}")
 
 
 def _read_cached(path: Path, n: int) -> torch.Tensor | None:
-    """Features from the cache if the file is complete, intact and of the right length; else None."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    """Features from the cache if the file is complete, intact and of the right length; else None.
 
-    raw = checked.read_checked(path, "cached features")
-    if raw is None:
+    The file is hashed in blocks and memory-mapped (``checked.load_checked``): the
+    features are never read into a bytes object and copied again.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    def load(p: Path) -> torch.Tensor | None:
+        try:
+            return load_file(str(p)).get("features")
+        except (SafetensorError, OSError, ValueError):
+            return None  # damaged: removed by load_checked
+
+    feats = checked.load_checked(path, "cached features", load)
+    if feats is None:  # absent, damaged (then removed), or replaced while it was read
         return None
-    try:
-        feats = load(raw)["features"]
-    except (SafetensorError, KeyError, ValueError):
-        feats = None
-    if feats is None or feats.shape[0] != n:
+    if feats.shape[0] != n:
         checked.discard(path)
         return None
     return feats
