@@ -152,9 +152,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--data-dir", default=None, help="where to generate the data (default: a temp dir)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch compute threads in every run (0: torch's default; see engine_bench.py)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:  # before torch is imported, here and in every child (they inherit the environment)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
     if args.child == "extract-warm":
         _extract(args.path, args)
         emit({})
@@ -189,7 +194,8 @@ def report(results: dict[str, dict[str, Ratio]], sizes: list[int], args: argpars
              "extract": f"feature extraction ({MODEL}, {args.image_size}px)", "frozen": "frozen fit (3 epochs, cached)",
              "topk": "one epoch of top-k (raw samples)"}
     print(f"scale: sizes {small} and {big} ({growth:g}x); every ratio: median (min-max) of {args.pairs} "
-          f"alternating pairs, each run its own process; {os.cpu_count()} CPUs")
+          f"alternating pairs, each run its own process; {os.cpu_count()} CPUs, "
+          f"{args.threads or 'default'} torch thread(s)")
     print(f"{'stage':<52}{f's @{small} / s @{big}':>26}{'MB above start-up':>22}")
     for stage, r in results.items():
         t, m = r["time"], r["rss"]

@@ -196,7 +196,7 @@ class TimmBackbone(Backbone):
         if train not in self._transforms:
             self._transforms[train] = images.build_transform(self._prep, train)
         if not train:
-            batch: torch.Tensor = images.stack(samples, self._transforms[train])
+            batch: torch.Tensor = images.stack(samples, self._transforms[train], self.channels_last)
         else:
             # timm's random resized crop draws from Python's ``random``; the engine seeds torch.
             # Seeding a private draw from torch's generator makes augmentation follow --seed
@@ -204,7 +204,7 @@ class TimmBackbone(Backbone):
             state = random.getstate()
             random.seed(int(torch.randint(0, 2**62, (1,)).item()))
             try:
-                batch = images.stack(samples, self._transforms[train])
+                batch = images.stack(samples, self._transforms[train], self.channels_last)
             finally:
                 random.setstate(state)
         return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch

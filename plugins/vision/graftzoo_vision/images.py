@@ -204,10 +204,41 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
     return Image.fromarray(arr).convert("RGB")
 
 
-def stack(images: Sequence[Any], transform: Any) -> Any:
-    """Apply ``transform`` to each sample and stack into a ``[B, C, H, W]`` float tensor."""
+def stack(images: Sequence[Any], transform: Any, channels_last: bool = False) -> Any:
+    """Apply ``transform`` to each sample and stack into a ``[B, C, H, W]`` float tensor.
+
+    A transform that ends in to-tensor + normalise (every timm transform) runs
+    its image steps per sample and those two once on the stacked uint8 batch:
+    the same arithmetic in the same order, so the same values, without a
+    float tensor, a division and a normalisation per image. The result is in
+    channels_last layout when ``channels_last`` (it is built that way), else
+    contiguous.
+    """
     import torch
 
     if not images:
         raise DataError("cannot collate an empty batch")
-    return torch.stack([transform(to_pil(s)) for s in images])
+    steps = list(getattr(transform, "transforms", ()))
+    if len(steps) < 2 or not _is_to_tensor(steps[-2]) or not _is_normalize(steps[-1]):
+        return torch.stack([transform(to_pil(s)) for s in images])
+    pixels = []
+    for sample in images:
+        img = to_pil(sample)
+        for step in steps[:-2]:
+            img = step(img)
+        pixels.append(np.asarray(img.convert("RGB") if img.mode != "RGB" else img))
+    norm = steps[-1]
+    mean = torch.as_tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.as_tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
+    batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div_(255).sub_(mean).div_(std)
+    return batch if channels_last else batch.contiguous()
+
+
+def _is_to_tensor(step: Any) -> bool:
+    return type(step).__name__ in ("ToTensor", "MaybeToTensor")
+
+
+def _is_normalize(step: Any) -> bool:
+    from torchvision.transforms import Normalize
+
+    return isinstance(step, Normalize) and not step.inplace

@@ -58,3 +58,23 @@ def test_evaluation_keeps_the_whole_image_unless_asked(make_entry: Any) -> None:
     from graftzoo_vision.images import resolve_preprocessing
 
     assert resolve_preprocessing({"crop_pct": 0.875}, {}, {"keep_classifier": True})["crop_pct"] == 0.875
+
+
+@pytest.mark.parametrize("augment", ["none", "light", "strong"])
+def test_batched_to_tensor_and_normalise_give_the_per_image_values(make_entry: Any, augment: str) -> None:
+    """Collation normalises the stacked batch once (issue 19); the values are those of timm's per-image transform."""
+    import random
+
+    backbone = create(make_entry("mobilenetv2_100"), None, {"image_size": 32, "augment": augment})
+    rng = np.random.default_rng(0)
+    samples = [rng.integers(0, 256, size=(20 + i, 24, 3), dtype=np.uint8) for i in range(6)] + \
+        [rng.integers(0, 256, size=(8, 8), dtype=np.uint8)]  # grey, and sizes that differ before the resize
+    for train in (False, True):
+        transform = images.build_transform(backbone.preprocessing(), train)
+        torch.manual_seed(1), random.seed(1), np.random.seed(1)  # RandAugment draws from numpy
+        expected = torch.stack([transform(images.to_pil(s)) for s in samples])
+        for channels_last in (False, True):
+            torch.manual_seed(1), random.seed(1), np.random.seed(1)
+            got = images.stack(samples, transform, channels_last)
+            assert torch.equal(got, expected)
+            assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
