@@ -101,19 +101,7 @@ def _record(path: Path) -> tuple[int, str] | Check:
 
 def check(path: Path) -> Check:
     """Read ``path`` and compare it with its checksum record."""
-    record = _record(path)
-    if isinstance(record, Check):
-        return record
-    size, expected = record
-    try:
-        if path.stat().st_size != size:
-            return Check(path, "size differs")
-        data = path.read_bytes()
-    except OSError:
-        return Check(path, "unreadable")
-    if hashlib.sha256(data).hexdigest() != expected:
-        return Check(path, "checksum differs")
-    return Check(path, "ok", data)
+    return _verify(path, streamed=False)
 
 
 def discard(path: Path) -> None:
@@ -143,7 +131,7 @@ def load_checked(path: Path, what: str, load: Callable[[Path], T | None]) -> T |
     ``load`` returns None for an intact file it cannot read: that entry is
     damaged and removed. Nothing beyond what ``load`` keeps is held in memory.
     """
-    result = _streamed_check(path)
+    result = _verify(path, streamed=True)
     if result.status != "ok":
         _drop_damaged(result, what)
         return None
@@ -166,8 +154,8 @@ def _stamp(st: os.stat_result) -> bytes:
     return f"{st.st_ino}:{st.st_dev}:{st.st_size}:{st.st_mtime_ns}".encode()
 
 
-def _streamed_check(path: Path) -> Check:
-    """``check`` hashing from disk in blocks; ``data`` is the hashed file's identity stamp, not its bytes."""
+def _verify(path: Path, streamed: bool) -> Check:
+    """``path`` against its record; ``streamed``: hashed in blocks, ``data`` the identity stamp, not the bytes."""
     record = _record(path)
     if isinstance(record, Check):
         return record
@@ -177,12 +165,16 @@ def _streamed_check(path: Path) -> Check:
             st = os.fstat(fh.fileno())
             if st.st_size != size:
                 return Check(path, "size differs")
-            digest = _hash_open(fh)
+            if streamed:
+                digest, data = _hash_open(fh), _stamp(st)
+            else:
+                data = fh.read()
+                digest = hashlib.sha256(data).hexdigest()
     except OSError:
         return Check(path, "unreadable")
     if digest != expected:
         return Check(path, "checksum differs")
-    return Check(path, "ok", _stamp(st))
+    return Check(path, "ok", data)
 
 
 def _drop_damaged(result: Check, what: str) -> None:
