@@ -110,7 +110,10 @@ def _probe(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as home:
             os.environ["GRAFTZOO_HOME"] = home  # a cold cache every time for the cached side
             os.environ.pop("GRAFTZOO_NO_PLUGINS", None)
-            info = train(_config(args, policy, args.probe_epochs), Path(home) / "run", data=data, progress=False)
+            # The same epochs of SGD on both sides (--probe sgd): the default L-BFGS probe fits the cached features
+            # to convergence instead of running epochs, which the no-cache side cannot do.
+            info = train(_config(args, policy, args.probe_epochs, probe="sgd"), Path(home) / "run", data=data,
+                         progress=False)
         accuracy[policy] = info["final"]["accuracy"]
         return float(info["timing"].get("features_seconds", 0.0) + sum(r["seconds"] for r in info["epochs"]))
 
