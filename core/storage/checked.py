@@ -6,7 +6,9 @@ size and sha256 of what it reads with that record on every read (the bytes
 are read anyway, so the hash is the only extra cost); an entry that is
 incomplete (no record: the writer was killed between the two renames) or
 damaged (bit rot, truncation, an edit) is removed and reported as absent, so
-the caller rebuilds it and never uses it.
+the caller rebuilds it and never uses it. A file without a record that is
+younger than ``WRITER_GRACE_S`` is only reported absent, not removed: another
+process may be between writing it and writing its record.
 
 Large entries (features of a big data set, converted weights) go through
 ``save_checked_with`` and ``load_checked``: the file is written by a library's
@@ -177,8 +179,20 @@ def _verify(path: Path, streamed: bool) -> Check:
     return Check(path, "ok", data)
 
 
+#: A file this young without its record may be a writer between its two renames: absent, but not removed.
+WRITER_GRACE_S = 120.0
+
+
 def _drop_damaged(result: Check, what: str) -> None:
+    import time
+
     path = result.path
+    if result.status == "no checksum record":
+        try:
+            if time.time() - path.stat().st_mtime < WRITER_GRACE_S:
+                return  # another process may be about to write the record; rebuilding replaces it atomically
+        except OSError:
+            return
     if result.damaged:
         log.warning("damaged %s in the cache (%s): %s; removed, it is rebuilt", what, result.status, path)
         try:

@@ -57,6 +57,19 @@ def test_conversion_without_checksum_record_is_rebuilt(pth: tuple[Path, dict[str
     assert checked.check(target).status == "ok"
 
 
+def test_a_file_whose_writer_may_still_be_writing_its_record_is_skipped_not_removed(tmp_path: Path) -> None:
+    """Another process between its two renames: the reader rebuilds; only an old record-less file is removed."""
+    entry = tmp_path / "features.safetensors"
+    checked.save_checked(entry, b"features", "features")
+    checked.sidecar(entry).unlink()  # as seen between the writer's data rename and its record rename
+    assert checked.read_checked(entry, "features") is None
+    assert entry.is_file()  # left for the writer
+    old = entry.stat().st_mtime - checked.WRITER_GRACE_S - 1
+    os.utime(entry, (old, old))  # a writer that old was killed: the file is removed
+    assert checked.read_checked(entry, "features") is None
+    assert not entry.exists()
+
+
 def test_damaged_features_are_recomputed(tiny_plugin: str) -> None:
     from graftzoo.train.build import build_backbone, resolve_entry
     from graftzoo.train.features import extract_features, feature_cache_dir
