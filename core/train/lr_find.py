@@ -49,12 +49,20 @@ def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
 
 
 def suggest(lrs: list[float], losses: list[float]) -> float:
-    """The lr of steepest descent of the loss over log(lr), no higher than a tenth of the min-loss lr."""
+    """The lr of steepest descent of the loss over log(lr), no higher than a tenth of the min-loss lr.
+
+    The first tenth of the sweep (at least two points) is left out of the
+    search, as fastai's plot leaves out its start: there the smoothed loss
+    still moves with the first batches' noise, not with the learning rate (a
+    speaker-ID sweep once "fell fastest" at its second point, 1.3e-6, and the
+    run trained at that rate to below scratch).
+    """
     if len(lrs) < 3:
         return lrs[0] if lrs else float("nan")
     logs = [math.log10(v) for v in lrs]
-    slopes = [(losses[i + 1] - losses[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(1, len(lrs) - 1)]
-    steep = lrs[1 + min(range(len(slopes)), key=lambda i: slopes[i])]
+    first = min(max(2, len(lrs) // 10), len(lrs) - 2)
+    slopes = {i: (losses[i + 1] - losses[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(first, len(lrs) - 1)}
+    steep = lrs[min(slopes, key=lambda i: slopes[i])]
     at_min = lrs[min(range(len(losses)), key=lambda i: losses[i])]
     return min(steep, at_min / 10) if at_min / 10 >= lrs[0] else steep
 

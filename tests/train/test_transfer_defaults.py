@@ -93,6 +93,22 @@ def test_lr_suggestion_is_the_steepest_descent_below_the_minimum() -> None:
     assert 1e-4 <= s <= 1e-3 * 1.01
 
 
+def test_lr_suggestion_ignores_the_noise_at_the_start_of_the_sweep() -> None:
+    """A real sweep (GE2E speaker ID, bench/transfer_quality.py): its first batches' drop is not the descent."""
+    lrs = [1e-06, 1.26e-06, 1.6e-06, 2.02e-06, 2.55e-06, 3.22e-06, 4.08e-06, 5.15e-06, 6.51e-06, 8.23e-06, 1.04e-05,
+          1.31e-05, 1.66e-05, 2.1e-05, 2.65e-05, 3.35e-05, 4.24e-05, 5.36e-05, 6.77e-05, 8.55e-05, 0.000108, 0.000137,
+          0.000173, 0.000218, 0.000276, 0.000349, 0.000441, 0.000557, 0.000704, 0.00089, 0.00112, 0.00142, 0.0018,
+          0.00227, 0.00287, 0.00363, 0.00458, 0.00579, 0.00732, 0.00925, 0.0117, 0.0148, 0.0187, 0.0236, 0.0298, 0.0377,
+          0.0476, 0.0602, 0.0761, 0.0962, 0.122, 0.154]
+    losses = [2.645, 2.273, 2.287, 2.21, 2.188, 2.187, 2.132, 2.171, 2.163, 2.179, 2.204, 2.206, 2.207, 2.294, 2.224,
+              2.229, 2.186, 2.163, 2.148, 2.101, 2.12, 2.106, 2.105, 2.109, 2.081, 2.051, 2.086, 2.012, 1.973, 1.887,
+              1.828, 1.756, 1.676, 1.611, 1.521, 1.455, 1.362, 1.252, 1.15, 1.05, 1.028, 0.921, 1.056, 0.985, 0.94,
+              1.012, 1.097, 0.942, 0.983, 1.836, 2.904, 4.096]
+    s = suggest(lrs, losses)
+    assert 3e-4 <= s <= 3e-3, s  # where the loss really falls (it was 1.26e-6, the second point), capped at a
+    # tenth of the minimum's 1.5e-2
+
+
 def test_policy_family_backbone_lr_is_lower_than_the_heads(config: Any) -> None:
     from graftzoo.train.build import build_model, make_policy, resolve_entry
 
