@@ -114,9 +114,13 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
 @click.option("--probe", type=click.Choice(["lbfgs", "sgd"]), default="lbfgs", show_default=True,
               help="frozen + linear head: lbfgs fits logistic regression to convergence (L2 chosen by 5-fold CV); "
                    "sgd trains it for --epochs.")
+@click.option("--probe-c", type=click.FloatRange(min=0, min_open=True), default=None, metavar="C",
+              help="lbfgs probe: its L2 strength as scikit-learn's C (inverse regularisation) instead of the one "
+                   "cross-validation chooses.")
 @click.option("--refit/--no-refit", default=None,
-              help="After validation, retrain on train+validation for the epoch count chosen on validation "
-                   "(default: only for the frozen probe, where it costs one more fit).")
+              help="After validation, retrain on train+validation for the epoch count (probe: the C) chosen on "
+                   "validation. Default: on for the frozen probe (one more fit) and for few-shot classification "
+                   "data (at most 20 labelled samples per class), off otherwise.")
 @click.option("--unfreeze", type=int, default=None, metavar="K", help="top-k: how many top groups train.")
 @click.option("--unfreeze-every", type=int, default=None, metavar="N", help="gradual: one more group every N epochs.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=8, show_default=True)

@@ -36,6 +36,8 @@ class TrainConfig:
     early_stopping_metric: str = "loss"
     #: frozen + linear head: "lbfgs" (converged logistic regression, C by cross-validation) or "sgd" (epochs of AdamW)
     probe: str = "lbfgs"
+    #: lbfgs probe: its L2 strength (scikit-learn's C); None: chosen by cross-validation on the training split
+    probe_c: float | None = None
     #: none|light|strong or named transforms (comma-separated); None: the adapter's safe default
     augment: str | None = None
     #: frozen policy: cache this many augmented passes of the training data (None: 4 with --augment, else 0)
@@ -54,8 +56,8 @@ class TrainConfig:
     mix_switch_prob: float = 0.5
     scheduler: str = "cosine"
     warmup_epochs: int = 0
-    #: retrain on train+validation for the epoch count chosen on validation; None: only a head fitted to
-    #: convergence on cached features (frozen probe), where the refit costs one more fit and no epochs
+    #: retrain on train+validation for the epoch count (probe: the C) chosen on validation; None: data-aware
+    #: (``engine.refit_reason``: the frozen probe, where it costs one more fit, and few-shot classification data)
     refit: bool | None = None
     unfreeze: int | None = None
     unfreeze_every: int | None = None

@@ -132,24 +132,49 @@ def _with_baseline(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | 
     return compare_baseline(out, info, base, echo)
 
 
-def _with_refit(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | None, progress: bool) -> dict[str, Any]:
-    """``--refit``: retrain on train+validation for the epochs chosen on validation; those weights are kept.
+#: ``--refit`` is on by default for classification data with at most this many labelled samples per class.
+FEW_SHOT_PER_CLASS = 20
 
-    By default only a head fitted to convergence on cached features (the frozen probe) is refitted: it costs
-    one more fit. graft.json's validation metrics stay the train-only model's (the refitted one has seen the
-    validation data, so it cannot be scored on it).
+
+def refit_reason(plan: RunPlan, info: dict[str, Any]) -> str | None:
+    """Why this run is refitted on train+validation (``--refit``, or a data-aware default), or None."""
+    config, split = plan.config, plan.split
+    if not split.val or config.refit is False:
+        return None
+    if config.refit:
+        return "asked with --refit"
+    if "head_fit" in info:
+        return "default for a head fitted on cached features: one more fit"
+    n = len(split.train) + len(split.val)
+    if plan.task == "classification" and n <= FEW_SHOT_PER_CLASS * len(plan.classes):
+        return (f"default for few-shot data: {n} labelled samples, {n / len(plan.classes):.3g} per class "
+                f"(<= {FEW_SHOT_PER_CLASS}); --no-refit to keep the train-only weights")
+    return None
+
+
+def _with_refit(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | None, progress: bool) -> dict[str, Any]:
+    """``--refit``: retrain on train+validation for the epochs (a probe: with the C) chosen on validation; those
+    weights are kept.
+
+    On by default for a head fitted to convergence on cached features (the frozen probe: one more fit, with the
+    ``C`` its cross-validation chose, not a second cross-validation) and for few-shot classification data, where
+    a fifth of the labels held out is a real loss (``refit_reason``). graft.json's validation metrics stay the
+    train-only model's (the refitted one has seen the validation data, so it cannot be scored on it).
     """
-    config = plan.config
-    if not plan.split.val or not (config.refit or (config.refit is None and "head_fit" in info)):
+    reason = refit_reason(plan, info)
+    if reason is None:
         return info
     epochs = int(info["final"].get("best_epoch") or len(info["epochs"]))
-    refit = plan.refit(epochs, float(info["config"]["lr"]))
+    probe_c = info.get("head_fit", {}).get("C")
+    refit = plan.refit(epochs, float(info["config"]["lr"]), probe_c)
     if echo is not None:
-        echo(f"--refit: retraining on train+validation ({len(refit.split.train)} samples) for {epochs} epoch(s)")
+        how = f"with the probe's C={probe_c:g}" if probe_c is not None else f"for {epochs} epoch(s)"
+        echo(f"--refit: retraining on train+validation ({len(refit.split.train)} samples) {how} ({reason})")
     Trainer(refit, out / "refit", echo=echo, progress=progress, overwrite=True).run()
     shutil.copy2(out / "refit" / WEIGHTS, out / WEIGHTS)
     shutil.rmtree(out / "refit")
-    info = {**info, "refit": {"epochs": epochs, "n_train": len(refit.split.train),
+    info = {**info, "refit": {"epochs": epochs, "n_train": len(refit.split.train), "reason": reason,
+                              **({"C": probe_c} if probe_c is not None else {}),
                               "note": "weights retrained on train+validation; validation metrics are the "
                                       "train-only model's"}}
     write_json(out / INFO, info)
@@ -296,7 +321,8 @@ class Trainer:
             if config.probe == "lbfgs" and self.state is None:
                 self.fitted = fitting.fit_cached_head(
                     self.model.head, self.train_feats, torch.tensor(self.train_targets), len(plan.classes),
-                    seed=config.seed, class_weight=self.class_weight, label_smoothing=config.label_smoothing)
+                    seed=config.seed, class_weight=self.class_weight, label_smoothing=config.label_smoothing,
+                    c=config.probe_c)
             self.sampler = balance.make_sampler(config.sampler, self.train_targets, config.seed)
             self.loader = loaders.feature_loader(self.train_feats, self.train_targets, self.batch_size, self.sampler)
             self.trainable: torch.nn.Module = self.model.head

@@ -31,15 +31,17 @@ DEFAULT_VIEWS = 4
 
 
 def fit_cached_head(head: nn.Module, features: torch.Tensor, targets: torch.Tensor, num_classes: int, *,
-                    seed: int, class_weight: torch.Tensor | None, label_smoothing: float) -> dict[str, Any] | None:
-    """Fit ``head`` in place on cached training features; None when it is not a head fitted this way."""
+                    seed: int, class_weight: torch.Tensor | None, label_smoothing: float,
+                    c: float | None = None) -> dict[str, Any] | None:
+    """Fit ``head`` in place on cached training features (a linear probe with L2 strength ``c``, None: chosen
+    by cross-validation); None when it is not a head fitted this way."""
     if isinstance(head, PrototypeHead):
         head.fit_prototypes(features, targets)
         return {"method": "class-means (nearest prototype by cosine)"}
     layer = probe.linear_layer(head)
     if layer is None:
         return None
-    fit = probe.fit_probe(features, targets, num_classes, seed=seed, class_weight=class_weight,
+    fit = probe.fit_probe(features, targets, num_classes, c=c, seed=seed, class_weight=class_weight,
                           label_smoothing=label_smoothing)
     probe.load_into(layer, fit)
     return fit.to_dict()
@@ -118,7 +120,11 @@ def fitted_line(fitted: dict[str, Any], row: dict[str, Any]) -> str:
     """The console line of that fit."""
     how = fitted["method"]
     if "C" in fitted:
-        how += f", C={fitted['C']:g} chosen by {fitted['chosen_by']}, {fitted['iterations']} L-BFGS iterations"
+        how += f", C={fitted['C']:g} {fitted['chosen_by']}" if fitted["chosen_by"] == "given" else \
+            f", C={fitted['C']:g} chosen by {fitted['chosen_by']}"
+        if fitted["cv"]:
+            how += f" ({len(fitted['cv'])} values of C walked up, {fitted['cv_fits']} warm-started fits)"
+        how += f", {fitted['iterations']} L-BFGS iterations"
     text = f"head fitted on cached features ({how})  train acc {row['train_accuracy']:.4f}"
     if "val_accuracy" in row:
         text += f"  val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"

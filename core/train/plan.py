@@ -142,10 +142,12 @@ class RunPlan:
         policy = get_plugins().get("freeze_policies", "full")
         return dataclasses.replace(self, config=config, parts=dataclasses.replace(self.parts, policy=policy))
 
-    def refit(self, epochs: int, lr: float) -> RunPlan:
-        """``--refit``'s plan: train+validation, no validation, ``epochs`` at ``lr`` (as chosen on validation)."""
+    def refit(self, epochs: int, lr: float, probe_c: float | None = None) -> RunPlan:
+        """``--refit``'s plan: train+validation, no validation, ``epochs`` at ``lr`` (as chosen on validation);
+        a probe fitted with ``probe_c`` (its cross-validated C) rather than cross-validating again."""
         config = dataclasses.replace(self.config, epochs=epochs, lr=lr, lr_auto=False, early_stopping=None,
-                                     refit=False, baseline=None, log_with=[])  # trackers follow the real run
+                                     refit=False, baseline=None, log_with=[],  # trackers follow the real run
+                                     probe_c=self.config.probe_c if probe_c is None else probe_c)
         return dataclasses.replace(self, config=config, split=Split(sorted(self.split.train + self.split.val), []))
 
 

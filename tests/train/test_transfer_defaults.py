@@ -32,15 +32,57 @@ def test_probe_reaches_scikit_learns_logistic_regression_optimum() -> None:
 def test_probe_chooses_c_by_cross_validation_and_falls_back_on_tiny_classes() -> None:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(60, 4, generator=g)
-    y = (x[:, 0] > 0).long()
+    y = (x[:, 0] + 0.8 * torch.randn(60, generator=g) > 0).long()  # noisy labels: the held-out loss has a minimum
     fit = probe.fit_probe(x, y, 2)
-    assert fit.chosen_by == "cross-validation" and set(fit.scores) == {f"{c:g}" for c in probe.C_GRID}
-    assert fit.c == float(min(fit.scores, key=lambda k: fit.scores[k]))
+    walked = [f"{c:g}" for c in probe.C_GRID][:len(fit.scores)]
+    assert fit.chosen_by == "cross-validation" and list(fit.scores) == walked
+    losses = [fit.scores[k]["log_loss"] for k in walked]
+    best = losses.index(min(losses))
+    assert fit.c == probe.C_GRID[best] and 0 < best < len(probe.C_GRID) - 1
+    # the walk up the grid stopped PATIENCE points past the best, and those points were worse
+    assert len(walked) == best + 1 + probe.PATIENCE and all(v > losses[best] for v in losses[best + 1:])
+    assert fit.cv_fits == 5 * len(walked)
     lone = probe.fit_probe(x[:3], torch.tensor([0, 1, 1]), 2)  # one sample of class 0: no folds possible
-    assert lone.c == 1.0 and lone.chosen_by.startswith("default")
+    assert lone.c == 1.0 and lone.chosen_by.startswith("default") and lone.cv_fits == 0
     folds = probe.stratified_folds([0] * 6 + [1] * 4, 2, seed=0)
     assert sorted(i for f in folds for i in f) == list(range(10))
     assert all(sum(1 for i in f if i < 6) == 3 for f in folds)
+
+
+def _blobs(n: int, d: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    return torch.randn(classes, d, generator=g)[y] * 0.7 + torch.randn(n, d, generator=g) + 3, y
+
+
+def test_warm_started_float32_cross_validation_matches_cold_float64_fits() -> None:
+    """The C path (warm starts, float32, the early stop) changes the cost, not the held-out scores or the C."""
+    x, y = _blobs(120, 10, 3, seed=2)
+    z = x.double() - x.double().mean(0)
+    c, scores, fits = probe.choose_c(z, y, 3, seed=0)
+    cold: dict[str, float] = {}
+    for key in scores:  # every C walked, each fold fitted from zeros in float64 to the final fit's tolerance
+        logits = torch.empty(len(y), 3, dtype=torch.float64)
+        for held in probe.stratified_folds(y.tolist(), 5, seed=0):
+            keep = torch.ones(len(y), dtype=torch.bool)
+            keep[held] = False
+            w, b, _ = probe.fit_logistic(z[keep], y[keep], 3, float(key))
+            logits[held] = z[held] @ w.T + b
+        cold[key] = float(torch.nn.functional.cross_entropy(logits, y))
+        assert scores[key]["log_loss"] == pytest.approx(cold[key], abs=1e-4)
+    assert c == float(min(cold, key=lambda k: cold[k])) and fits == 5 * len(scores)
+
+
+def test_probe_in_the_row_space_reaches_scikit_learns_optimum_with_more_dimensions_than_samples() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _blobs(30, 80, 3, seed=3)
+    assert probe.row_space(x.double() - x.double().mean(0))[1] is not None  # n < d: solved on 30-ish coordinates
+    fit = probe.fit_probe(x, y, 3, c=0.7)
+    ref = LogisticRegression(C=0.7, max_iter=10_000, tol=1e-10).fit(x.double().numpy(), y.numpy())  # float64
+    assert torch.allclose(fit.weight.double(), torch.tensor(ref.coef_).double(), atol=2e-3)
+    assert torch.allclose(fit.bias.double(), torch.tensor(ref.intercept_).double(), atol=2e-3)
+    assert fit.chosen_by == "given" and fit.cv_fits == 0 and not fit.scores
 
 
 @pytest.mark.slow
@@ -183,11 +225,31 @@ def test_early_stopping_on_accuracy_says_when_it_stopped_and_what_it_kept(config
 
 
 @pytest.mark.slow
-def test_refit_retrains_on_train_and_validation(config: Any, tmp_path: Path) -> None:
+def test_refit_retrains_on_train_and_validation(config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from safetensors.torch import load_file
 
     plain = train(config(policy="frozen", refit=False), tmp_path / "plain", progress=False)
-    refit = train(config(policy="frozen"), tmp_path / "refit", progress=False)  # the probe refits by default
+    calls = {"choose_c": 0, "fit_logistic": 0}
+
+    def counting(name: str) -> Any:
+        real = getattr(probe, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(probe, name, counting(name))
+    lines: list[str] = []
+    refit = train(config(policy="frozen"), tmp_path / "refit", progress=False,  # the probe refits by default
+                  echo=lines.append)
+    # one cross-validation; the refit on train+validation reuses its C: one more fit (float32, float64 polish)
+    assert calls["choose_c"] == 1 and calls["fit_logistic"] == refit["head_fit"]["cv_fits"] + 2 + 2
+    assert refit["refit"]["C"] == refit["head_fit"]["C"] == plain["head_fit"]["C"]
+    assert refit["refit"]["reason"].startswith("default for a head fitted on cached features")
+    assert any(f"with the probe's C={refit['head_fit']['C']:g}" in line for line in lines)
+    assert any(f"C={refit['head_fit']['C']:g} given" in line for line in lines)  # the refit's own fit line
     assert "refit" not in plain
     assert refit["refit"]["n_train"] == plain["data"]["n_train"] + plain["data"]["n_val"] == 120
     assert refit["final"] == plain["final"]  # validation metrics stay the train-only model's
@@ -233,4 +295,17 @@ def test_refit_of_an_epoch_trained_policy_uses_the_chosen_epoch_count(config: An
                  progress=False, echo=lines.append)
     assert info["final"]["best_epoch"] == 1 and info["refit"]["epochs"] == 1 and info["refit"]["n_train"] == 120
     assert any("--refit: retraining on train+validation (120 samples) for 1 epoch(s)" in line for line in lines)
-    assert "refit" not in train(config(policy="full", epochs=1), tmp_path / "plain", progress=False)
+    assert "refit" not in train(config(policy="full", epochs=1), tmp_path / "plain", progress=False)  # 24/class
+
+
+@pytest.mark.slow
+def test_few_shot_data_is_refitted_by_default(config: Any, tmp_path: Path) -> None:
+    lines: list[str] = []
+    few = train(config(policy="full", epochs=1, limit_per_class=10), tmp_path / "few", progress=False,
+                echo=lines.append)  # 5 classes x (10 + 5 validation): few-shot
+    assert few["refit"]["n_train"] == 75 and few["refit"]["epochs"] == 1 and "C" not in few["refit"]
+    assert few["refit"]["reason"].startswith("default for few-shot data: 75 labelled samples, 15 per class")
+    assert any("--refit: retraining on train+validation (75 samples) for 1 epoch(s) (default for few-shot" in line
+               for line in lines)
+    kept = train(config(policy="full", epochs=1, limit_per_class=10, refit=False), tmp_path / "kept", progress=False)
+    assert "refit" not in kept
