@@ -217,20 +217,24 @@ def graft_row(task: Task, out: Path, policy: str, label: str, **options: Any) ->
     note = f"lr {info['config']['lr']:.3g}" if options.get("lr_auto") else ""
     if "head_fit" in info:
         fit = info["head_fit"]
-        note = f"L-BFGS probe, C={fit['C']:g}" if "C" in fit else fit["method"]
+        note = f"L-BFGS probe, C={fit['C']:g} by {fit['cv_folds']}-fold CV" if "C" in fit else fit["method"]
+    if "refit" in info:
+        note += ("; " if note else "") + f"refit on train+val ({info['refit']['reason'].split(':')[0]})"
     return Row(task.name, f"graft {label}", acc, time.perf_counter() - start, note)
 
 
 POLICY_OPTIONS: dict[str, dict[str, Any]] = {"top-k": {"unfreeze": 2}}
-#: Rows with one more documented flag (MODALITY:POLICY:FLAG[=VALUE]); each is a whole run, so few.
-EXTRA = ("vision:full:refit", "speech:frozen:augment=noise")
+#: Rows with one more documented flag (MODALITY:POLICY:FLAG[=VALUE]); each is a whole run, so few. Few-shot
+#: digits are refitted on train+validation by default: the vision row shows what --no-refit would give.
+EXTRA = ("vision:full:refit=false", "speech:frozen:augment=noise")
 
 
 def parse_extra(spec: str) -> tuple[str, str, str, Any]:
     """``MODALITY:POLICY:FLAG[=VALUE]`` -> (modality, policy, TrainConfig field, value)."""
     modality, policy, flag = spec.split(":", 2)
     key, sep, value = flag.partition("=")
-    return modality, policy, key.replace("-", "_"), value if sep else True
+    switch = {"true": True, "false": False}.get(value.lower()) if sep else True
+    return modality, policy, key.replace("-", "_"), value if switch is None else switch
 
 
 def graft_rows(task: Task, out: Path, policies: Sequence[str], epochs: int,
@@ -244,7 +248,8 @@ def graft_rows(task: Task, out: Path, policies: Sequence[str], epochs: int,
             rows.append(graft_row(task, out, policy, f"--policy {policy} --lr auto", lr_auto=True, **opts))
             _print(rows[-1])
         for _, _, key, value in [e for e in extra if e[1] == policy]:
-            flag = f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
+            name = key.replace("_", "-")
+            flag = f"--{name}" if value is True else f"--no-{name}" if value is False else f"--{name} {value}"
             rows.append(graft_row(task, out, policy, f"--policy {policy} {flag}", **{key: value}, **opts))
             _print(rows[-1])
     rows.append(graft_row(task, out, "full", "scratch (--no-pretrained --policy full)", pretrained=False,

@@ -112,8 +112,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
 @click.option("--crop-pct", type=click.FloatRange(0.1, 1.0), default=None,
               help="Vision evaluation: centre-crop fraction (1.0 keeps the whole image).")
 @click.option("--probe", type=click.Choice(["lbfgs", "sgd"]), default="lbfgs", show_default=True,
-              help="frozen + linear head: lbfgs fits logistic regression to convergence (L2 chosen by 5-fold CV); "
-                   "sgd trains it for --epochs.")
+              help="frozen + linear head: lbfgs fits logistic regression to convergence (L2 chosen by 5-fold CV, "
+                   "3 folds from 1,000 samples on); sgd trains it for --epochs.")
 @click.option("--probe-c", type=click.FloatRange(min=0, min_open=True), default=None, metavar="C",
               help="lbfgs probe: its L2 strength as scikit-learn's C (inverse regularisation) instead of the one "
                    "cross-validation chooses.")

@@ -123,7 +123,8 @@ def fitted_line(fitted: dict[str, Any], row: dict[str, Any]) -> str:
         how += f", C={fitted['C']:g} {fitted['chosen_by']}" if fitted["chosen_by"] == "given" else \
             f", C={fitted['C']:g} chosen by {fitted['chosen_by']}"
         if fitted["cv"]:
-            how += f" ({len(fitted['cv'])} values of C walked up, {fitted['cv_fits']} warm-started fits)"
+            how += (f" ({len(fitted['cv'])} values of C walked up on {fitted['cv_folds']} folds, {fitted['cv_fits']} "
+                    "warm-started fits)")
         how += f", {fitted['iterations']} L-BFGS iterations"
     text = f"head fitted on cached features ({how})  train acc {row['train_accuracy']:.4f}"
     if "val_accuracy" in row:
