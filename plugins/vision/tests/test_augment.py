@@ -50,10 +50,10 @@ def test_augment_none_trains_on_the_evaluation_pixels(make_entry: Any) -> None:
     assert torch.equal(backbone.collate(sample, train=True), backbone.collate(sample, train=False))
 
 
-def test_evaluation_keeps_the_whole_image_unless_asked(make_entry: Any) -> None:
-    entry = make_entry("mobilenetv2_100", input={"crop_pct": 0.875})
-    assert create(entry, None, {}).preprocessing()["crop_pct"] == 1.0  # transfer: nothing cut away
-    assert create(entry, None, {"crop_pct": 0.9}).preprocessing()["crop_pct"] == 0.9  # --crop-pct
+def test_evaluation_crops_as_the_model_was_trained_unless_asked(make_entry: Any) -> None:
+    entry = make_entry("mobilenetv2_100", input={"crop_pct": 0.9})
+    assert create(entry, None, {}).preprocessing()["crop_pct"] == 0.9  # the entry's (timm's) crop
+    assert create(entry, None, {"crop_pct": 1.0}).preprocessing()["crop_pct"] == 1.0  # --crop-pct 1: whole image
     # ImageNet predictions with the original classifier are scored the way the entry says
     from graftzoo_vision.images import resolve_preprocessing
 

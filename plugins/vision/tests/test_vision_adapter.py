@@ -61,8 +61,8 @@ def test_forward_gives_pooled_features_and_preprocessing_follows_options(make_en
     prep = backbone.preprocessing()
     assert prep["input_size"] == [3, 48, 48]
     assert prep["mean"] == [0.5, 0.5, 0.5] and prep["std"] == [0.25, 0.25, 0.25]
-    # Evaluation keeps the whole image by default (timm's 0.875 centre crop is an ImageNet convention).
-    assert prep["interpolation"] == "bilinear" and prep["crop_pct"] == 1.0
+    # Evaluation centre-crops as the model was trained (timm's 0.875 when the entry names none).
+    assert prep["interpolation"] == "bilinear" and prep["crop_pct"] == 0.875
     batch = backbone.collate([np.zeros((8, 8), np.uint8), np.full((20, 30, 3), 255, np.uint8)], train=False)
     assert batch.shape == (2, 3, 48, 48)
     assert batch.is_contiguous(memory_format=torch.channels_last)
