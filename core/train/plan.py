@@ -207,6 +207,13 @@ def evaluation_data(run: Run, spec: str, split: str = "all", data_format: str | 
         val = split_indices(cfg, dataset.labels).val
         if not val:
             raise DataError(f"{run.path} was trained with --val-split 0: it has no held-out split")
+        refit = run.info.get("refit")
+        if refit:
+            before = run.info.get("final", {}).get("accuracy")
+            held = "" if before is None else f" (its held-out accuracy before the refit: {before:.4f}, in graft.json)"
+            raise DataError(f"{run.path} was refitted on train+validation ({refit.get('n_train')} samples): its "
+                            f"validation split is training data now, so --split val would not be held out{held}; "
+                            "evaluate on other data, or tune with --no-refit to keep a validation split")
         dataset = dataset.subset(val, name=f"{dataset.name} (val split)")
     if len(dataset) == 0:
         raise DataError(f"{spec}: no labelled samples")

@@ -84,3 +84,19 @@ def test_cli_errors_are_one_line(runner: CliRunner, tiny_plugin: str, tmp_path: 
     assert code == 1 and "not a Graftzoo run directory" in out
     code, out = invoke(runner, "tune", "--resume", str(tmp_path))
     assert code == 1 and "not a Graftzoo run directory" in out
+
+
+def test_evaluate_split_val_refuses_a_refitted_run(runner: CliRunner, tiny_plugin: str, tmp_path: Path) -> None:
+    """A frozen run refits its probe on train+validation: its validation split is no longer held out."""
+    run = tmp_path / "run"
+    code, out = invoke(runner, "tune", tiny_plugin, "tinydigits", "--policy", "frozen", "--out", str(run))
+    assert code == 0 and "--refit: retraining on train+validation" in out, out
+    code, out = invoke(runner, "evaluate", str(run), "tinydigits", "--split", "val")
+    assert code == 1 and "was refitted on train+validation (120 samples)" in out, out
+    assert "held-out accuracy before the refit" in out and "--no-refit" in out and "Traceback" not in out
+    kept = tmp_path / "kept"
+    code, out = invoke(runner, "tune", tiny_plugin, "tinydigits", "--policy", "frozen", "--no-refit",
+                       "--out", str(kept))
+    assert code == 0, out
+    code, out = invoke(runner, "evaluate", str(kept), "tinydigits", "--split", "val", "--json")
+    assert code == 0 and json.loads(out)["n"] == 25, out
