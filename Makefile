@@ -29,10 +29,10 @@ sysdeps:
 	    else echo "install espeak-ng, sox and chromium (apt-get install espeak-ng sox chromium chromium-driver)" \
 	      "for the speech and demo-page tests" >&2; fi; }
 
+# --no-refit keeps the validation split held out, so the evaluation scores data the model never saw
+# (by default a frozen run refits its probe on train+validation once validation has chosen C).
 demo: install
 	$(VENV)/bin/graft list
-	# --no-refit keeps the validation split held out, so the evaluation below scores data the model never saw
-	# (by default a frozen run refits its probe on train+validation once validation has chosen C).
 	$(VENV)/bin/graft tune mobilenetv2_100.tv_in1k digits --policy frozen --image-size 64 --epochs 10 --no-refit --out runs/demo --overwrite
 	$(VENV)/bin/graft evaluate runs/demo digits --split val
 	@echo "run directory: runs/demo (plots: runs/demo/curves.png, runs/demo/confusion.png; model card: runs/demo/README.md)"
