@@ -34,7 +34,7 @@ def validation_examples(run: Any, n: int = N_EXAMPLES) -> list[str]:
     from graftzoo.train.plan import evaluation_data
 
     try:
-        data = evaluation_data(run, run.config.data, split="val")
+        data = evaluation_data(run, run.config.data, split="val", scored=False)  # inputs to try, not a score
     except GraftError:
         return []
     if data.task != "classification":

@@ -171,7 +171,9 @@ def _with_refit(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | Non
         how = f"with the probe's C={probe_c:g}" if probe_c is not None else f"for {epochs} epoch(s)"
         echo(f"--refit: retraining on train+validation ({len(refit.split.train)} samples) {how} ({reason})")
     Trainer(refit, out / "refit", echo=echo, progress=progress, overwrite=True).run()
-    shutil.copy2(out / "refit" / WEIGHTS, out / WEIGHTS)
+    from graftzoo.storage import atomic
+
+    atomic.write_with(out / WEIGHTS, lambda tmp: shutil.copy2(out / "refit" / WEIGHTS, tmp), "the refitted weights")
     shutil.rmtree(out / "refit")
     info = {**info, "refit": {"epochs": epochs, "n_train": len(refit.split.train), "reason": reason,
                               **({"C": probe_c} if probe_c is not None else {}),
@@ -546,11 +548,13 @@ class Trainer:
         from graftzoo.train.export import save_example
 
         out, plan = self.out, self.plan
-        save_weights(self.model, out / WEIGHTS, metadata={"format": RUN_FORMAT, "model": self.config.model})
         save_example(self.model, [plan.data.samples[i] for i in plan.split.train[:2]], out)
         info["extra_files"] = copy_extra_files(self.model.backbone.extra_files(), out)
         write_plots(out, self.history, final, plan.classes)
         write_card(out, info)
+        # The weights last, just before "complete": a run killed earlier shows no final weights beside an
+        # unfinished graft.json (a one-go frozen fit has no checkpoint to explain them).
+        save_weights(self.model, out / WEIGHTS, metadata={"format": RUN_FORMAT, "model": self.config.model})
         write_json(out / INFO, info)  # "complete" only once everything else is written
         (out / CHECKPOINT).unlink(missing_ok=True)
 

@@ -193,8 +193,12 @@ def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Re
 
 
 def evaluation_data(run: Run, spec: str, split: str = "all", data_format: str | None = None,
-                    skip_bad: bool = False) -> LabelledData:
-    """The data ``graft evaluate`` scores a run on: all of DATA, or (``split="val"``) the run's held-out split."""
+                    skip_bad: bool = False, *, scored: bool = True) -> LabelledData:
+    """The data ``graft evaluate`` scores a run on: all of DATA, or (``split="val"``) the run's held-out split.
+
+    A run refitted on train+validation has no held-out split left to score: ``split="val"`` is refused
+    unless the samples are wanted for something other than a score (``scored=False``: demo examples).
+    """
     cfg = run.config
     same = spec == cfg.data
     dataset = load_data(spec, modality=run.entry.modality, format=data_format or (cfg.format if same else None),
@@ -208,7 +212,7 @@ def evaluation_data(run: Run, spec: str, split: str = "all", data_format: str | 
         if not val:
             raise DataError(f"{run.path} was trained with --val-split 0: it has no held-out split")
         refit = run.info.get("refit")
-        if refit:
+        if refit and scored:
             before = run.info.get("final", {}).get("accuracy")
             held = "" if before is None else f" (its held-out accuracy before the refit: {before:.4f}, in graft.json)"
             raise DataError(f"{run.path} was refitted on train+validation ({refit.get('n_train')} samples): its "

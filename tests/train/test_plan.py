@@ -131,7 +131,7 @@ def test_a_skip_bad_run_keeps_its_shift_score(tiny_plugin: str, tmp_path: Path) 
     run = tmp_path / "run"
     runner = CliRunner()
     result = runner.invoke(cli, ["tune", tiny_plugin, str(csv), "--policy", "frozen", "--epochs", "2",
-                                 "--skip-bad", "--out", str(run)])
+                                 "--skip-bad", "--no-refit", "--out", str(run)])  # --split val needs a held-out split
     assert result.exit_code == 0, result.output
     for split in ("val", "all"):
         result = runner.invoke(cli, ["evaluate", str(run), str(csv), "--split", split, "--json"])
