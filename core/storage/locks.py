@@ -65,6 +65,27 @@ def _holder(fd: int) -> str:
 
 
 _held: set[Path] = set()  # lock files this process holds (flock conflicts even within one process)
+_fds: set[int] = set()  # their descriptors
+
+
+def _close_in_child() -> None:
+    """In a forked child (a DataLoader worker), close the inherited run-lock descriptors.
+
+    A flock belongs to the open file, which a fork shares: without this, the
+    workers of a process killed with SIGKILL would keep its run locked until
+    they notice their parent is gone (seconds), and ``--resume`` right after
+    the kill would be refused. The parent's own descriptor keeps the lock.
+    """
+    for fd in list(_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _fds.clear()
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
 
 
 def _acquire(path: Path, what: str) -> int:
@@ -113,12 +134,14 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
                                                       for i, a in enumerate(sys.argv))[:300],
               "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _held.add(lock_path(path))
+    _fds.add(fd)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
         yield
     finally:
         _held.discard(lock_path(path))
+        _fds.discard(fd)
         try:
             os.unlink(lock_path(path))
         except OSError:

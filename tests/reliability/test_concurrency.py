@@ -100,3 +100,27 @@ def test_ctrl_c_during_tune_leaves_a_resumable_run_and_says_how(tiny_weights_dir
     assert child.returncode == 1 and "Traceback" not in stderr, stderr
     assert f"continue with 'graft tune --resume {out}'" in stderr
     assert read_info(out)["status"] == "interrupted" and load_checkpoint(out) is not None
+
+
+def test_a_killed_writers_forked_workers_do_not_keep_its_run_locked(tmp_path: Path) -> None:
+    """DataLoader workers are forks: they must not hold the run lock once their parent is killed."""
+    run = tmp_path / "run"
+    script = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from graftzoo.storage import locks\n"
+        "with locks.exclusive(Path(sys.argv[1]), 'a run'):\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(10)  # a worker that outlives its killed parent for a while\n"
+        "        os._exit(0)\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(60)\n")
+    writer = subprocess.Popen([sys.executable, "-c", script, str(run)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
+        assert locks.holder(run) is not None
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=60)
+    wait_for(lambda: locks.holder(run) is None, timeout=3)  # the orphaned worker sleeps on: the lock is free
