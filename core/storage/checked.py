@@ -20,18 +20,18 @@ bytes in the process's memory.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 from graftzoo.storage import atomic
 
 SIDECAR = ".sha256"
-BLOCK = 1 << 20  # bytes hashed at a time when a file is hashed from disk
 log = logging.getLogger("graftzoo.cache")
 T = TypeVar("T")
 
@@ -64,14 +64,10 @@ def save_checked_with(path: Path, writer: Callable[[Path], object], what: str) -
     return str(record["sha256"])
 
 
-def _hash_open(fh: BinaryIO) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(BLOCK)
-    view = memoryview(buf)
+def _hash_open(fh: io.BufferedIOBase) -> str:
+    """The sha256 of an open file from its start, read in blocks (the standard library's loop)."""
     fh.seek(0)
-    while n := fh.readinto(buf):  # type: ignore[attr-defined]
-        h.update(view[:n])
-    return h.hexdigest()
+    return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
