@@ -295,6 +295,26 @@ def check_save_load(backbone: Backbone, fresh: Backbone, samples: Sequence[Any],
                    "keep all state in registered parameters and buffers")
 
 
+def check_fine_tuning(backbone: Backbone, rebuild: Callable[[dict[str, Any]], Backbone], what: str) -> None:
+    """``fine_tuning()`` returns a dict of options, and a build with them has the fine-tuned pipeline already.
+
+    The engine stores those options with the run; ``rebuild(options)`` is how evaluate/predict/export build it.
+    """
+    extra = backbone.fine_tuning()
+    if not isinstance(extra, dict):
+        raise fail(what, f"fine_tuning() returned {type(extra).__name__}", "return a dict of options ({} for none)")
+    tuned = check_preprocessing(backbone)
+    rebuilt = rebuild(extra)
+    if rebuilt.preprocessing() != tuned:
+        raise fail(what, f"a build with the options fine_tuning() returned ({extra}) has other preprocessing than "
+                         f"the fine-tuned backbone ({rebuilt.preprocessing()} vs {tuned})",
+                   "return every option the change needs, and let options given at build time win")
+    again = rebuilt.fine_tuning()
+    if rebuilt.preprocessing() != tuned:
+        raise fail(what, f"fine_tuning() on a run rebuilt with {extra} changed its preprocessing again ({again})",
+                   "leave options given at build time as they are")
+
+
 def check_backbone_adapter(
     model: str | ModelEntry,
     samples: Sequence[Any],
@@ -345,5 +365,7 @@ def check_backbone_adapter(
                          f"({backbone.preprocessing()} vs {rebuilt.preprocessing()})",
                    "derive it from the entry and options only: saved runs are rebuilt with weights=None")
     check_save_load(backbone, rebuilt, samples, tmp_path)
+    build = factory
+    check_fine_tuning(make(with_weights=False), lambda extra: build(entry, None, {**opts, **extra}), what)
     names = list(policies) if policies is not None else sorted(get_plugins().collect("freeze_policies"))
     return {name: check_policy_on(name, make, samples) for name in names}

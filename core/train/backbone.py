@@ -77,6 +77,18 @@ class Backbone(nn.Module):
         """Files a run must keep to rebuild the input pipeline offline (e.g. tokenizer files)."""
         return {}
 
+    def fine_tuning(self) -> dict[str, Any]:
+        """Adjust the input pipeline for a backbone whose weights will train on the user's data.
+
+        The engine calls this once, before any sample is transformed, when the freeze policy trains
+        the backbone (every policy but one that caches features). An adapter whose best pipeline
+        differs between a frozen and a fine-tuned backbone changes it here (the vision adapter's
+        evaluation crop) and returns the options that reproduce the change: they are stored with the
+        run's backbone options, so evaluate, predict and export rebuild the same pipeline. Options the
+        user gave must win. Default: no change.
+        """
+        return {}
+
     def batch_mixer(self, settings: Mapping[str, float], num_classes: int) -> BatchMixer | None:
         """mixup/cutmix of training batches, or None when the modality has none (the run refuses the options).
 

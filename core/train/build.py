@@ -217,6 +217,26 @@ def _typed(value: Any, default: Any, where: str) -> Any:
         raise OptionError(f"{where}={text}: expected a {type(default).__name__} (default {default!r})") from None
 
 
+def fine_tuning_options(model: GraftModel, policy: FreezePolicy, entry: ModelEntry) -> dict[str, Any]:
+    """The adapter's pipeline changes for a backbone the policy trains (``Backbone.fine_tuning``), checked.
+
+    Nothing for a policy that caches features: its backbone never changes, so it keeps the pipeline it was
+    pretrained with. The options returned belong in the run's backbone options.
+    """
+    if policy.caches_features:
+        return {}
+    where = f"backbone adapter {entry.backbone!r}"
+    try:
+        options = model.backbone.fine_tuning()
+    except GraftError:
+        raise
+    except Exception as exc:  # third-party adapter code
+        raise PluginError(f"{where}: fine_tuning() failed on {entry.id}: {_reason(exc)}") from exc
+    if not isinstance(options, dict):
+        raise PluginError(f"{where}: fine_tuning() returned {type(options).__name__}, not a dict of options")
+    return options
+
+
 def build_model(entry: ModelEntry, config: TrainConfig, num_classes: int, task: str, pretrained: bool, *,
                 extra_options: dict[str, Any] | None = None, parts: Parts | None = None) -> GraftModel:
     """Backbone (through its plugin) + head, as configured; no policy applied yet."""

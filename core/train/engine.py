@@ -35,6 +35,7 @@ from graftzoo.train.build import (
     build_model,
     check_contract,
     check_features,
+    fine_tuning_options,
     make_policy,
     run_extra_files,
     start_from_run,
@@ -274,6 +275,7 @@ class Trainer:
         self.policy = make_policy(plan.parts.policy, config)
         self.policy.validate(model)
         self.policy.apply(model)
+        config.backbone_options.update(fine_tuning_options(model, self.policy, plan.entry))
         self.mixer = mixing.make_mixer(model.backbone, config, len(plan.classes), plan.entry)
         self.l2sp = optim.L2SP(model.backbone, config.l2sp)
         if model.backbone.channels_last:

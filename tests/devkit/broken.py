@@ -151,3 +151,18 @@ class EvenOnlyMixer(ReferenceBackbone):
         from timm.data import Mixup
 
         return Mixup(mixup_alpha=0.4, num_classes=num_classes, label_smoothing=0.0)
+
+
+class UnsavedFineTuning(ReferenceBackbone):
+    """Changes its pipeline for fine-tuning without returning the option: a saved run would rebuild another one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tuned = False
+
+    def fine_tuning(self) -> dict[str, Any]:
+        self.tuned = True
+        return {}
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {**super().preprocessing(), "crop": 1.0 if self.tuned else 0.9}

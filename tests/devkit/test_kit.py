@@ -66,6 +66,13 @@ def test_broken_adapter_fails_through_the_registry(graftzoo_plugin: Callable[...
         kit.check_backbone_adapter(ENTRY, SAMPLES, pretrained=False, policies=[])
 
 
+def test_fine_tuning_change_a_saved_run_cannot_rebuild_fails(graftzoo_plugin: Callable[..., None]) -> None:
+    graftzoo_plugin(adapter_plugin(broken.UnsavedFineTuning), "ref")
+    with pytest.raises(ConformanceError, match=r"a build with the options fine_tuning\(\) returned \(\{\}\) has other "
+                                               r"preprocessing than the fine-tuned backbone"):
+        kit.check_backbone_adapter(ENTRY, SAMPLES, pretrained=False, policies=[])
+
+
 def test_state_outside_the_state_dict_fails_save_load() -> None:
     with pytest.raises(ConformanceError, match=r"features differ after a safetensors save/load round trip"):
         kit.check_save_load(broken.UnregisteredState(), broken.UnregisteredState(), SAMPLES)

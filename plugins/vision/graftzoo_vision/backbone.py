@@ -161,6 +161,7 @@ class TimmBackbone(Backbone):
         self.channels_last = bool(entry.config.get("channels_last", _is_cnn(model)))
         self._prep = images.resolve_preprocessing(entry.input, model.pretrained_cfg, options)
         self._prep.update({"adapter": "timm", "arch": arch})
+        self._crop_given = options.get("crop_pct") is not None
         self._transforms: dict[bool, Any] = {}
         exclude = (classifier + ".",) if self.keep_classifier and classifier else ()
         self._groups = [(name, _group_module(model, names)) for name, names in parameter_groups(model, exclude)]
@@ -190,6 +191,18 @@ class TimmBackbone(Backbone):
     def preprocessing(self) -> dict[str, Any]:
         """Input size, mean/std, interpolation, crop and train augmentation, JSON-ready."""
         return dict(self._prep)
+
+    def fine_tuning(self) -> dict[str, Any]:
+        """A fine-tuned network is evaluated on the crop its training crops match (``images.matched_crop``).
+
+        The user's ``--crop-pct`` wins; without train augmentation the model's own crop stays (training saw it).
+        """
+        crop = None if self._crop_given else images.matched_crop(self._prep["train"])
+        if crop is None:
+            return {}
+        self._prep["crop_pct"] = crop
+        self._transforms.clear()
+        return {"crop_pct": crop}
 
     def collate(self, samples: list[Any], train: bool) -> torch.Tensor:
         """File paths, PIL images or arrays -> normalised ``[B, 3, H, W]`` (augmented if ``train``)."""

@@ -78,3 +78,37 @@ def test_batched_to_tensor_and_normalise_give_the_per_image_values(make_entry: A
             got = images.stack(samples, transform, channels_last)
             assert torch.equal(got, expected)
             assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def test_matched_crop_follows_the_training_crops() -> None:
+    """FixRes: the centre crop at which objects look as large as in the training crops, (sqrt(a) + sqrt(b)) / 2."""
+    assert images.matched_crop(images.augment_settings("light")) == 0.9472
+    assert images.matched_crop(images.augment_settings("strong")) == 0.7958
+    assert images.matched_crop(images.augment_settings("hflip")) == 1.0  # trained on whole images
+    assert images.matched_crop(images.augment_settings("none")) is None  # trained on the evaluation crop itself
+
+
+@pytest.mark.parametrize(("policy", "options", "crop"), [
+    ("full", {}, 0.9472),  # fine-tuned: the crop its light training crops match
+    ("top-k", {"unfreeze": 1}, 0.9472),
+    ("frozen", {}, 0.875),  # the backbone never changes: the crop it was pretrained for
+    ("full", {"crop_pct": 0.9}, 0.9),  # --crop-pct wins
+    ("full", {"augment": "none"}, 0.875),  # training saw the evaluation crop
+])
+def test_a_fine_tuned_backbone_is_evaluated_on_its_matched_crop(tmp_path: Any, policy: str, options: dict[str, Any],
+                                                                crop: float) -> None:
+    from graftzoo.data import LabelledData
+    from graftzoo.train.config import TrainConfig
+    from graftzoo.train.engine import train
+    from graftzoo.train.run import load_run
+
+    rng = np.random.default_rng(0)
+    data = LabelledData([rng.integers(0, 255, (12, 12), dtype=np.uint8) for _ in range(8)], ["a", "b"] * 4,
+                        name="tiny")
+    config = TrainConfig(model="mobilenetv2_100.tv_in1k", data="tiny", policy=policy, pretrained=False, epochs=1,
+                         image_size=16, batch_size=4, val_split=0.0, probe="sgd", **options)
+    info = train(config, tmp_path / "run", data=data, progress=False)
+    assert info["preprocessing"]["crop_pct"] == crop
+    run = load_run(tmp_path / "run")  # evaluate/predict/export rebuild the same pipeline from graft.json
+    assert run.model.backbone.preprocessing()["crop_pct"] == crop
+    assert run.model.backbone.preprocessing()["train"] == info["preprocessing"]["train"]
