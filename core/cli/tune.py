@@ -121,8 +121,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
                    "cross-validation chooses.")
 @click.option("--refit/--no-refit", default=None,
               help="After validation, retrain on train+validation for the epoch count (probe: the C) chosen on "
-                   "validation. Default: on for the frozen probe (one more fit) and for few-shot classification "
-                   "data (at most 20 labelled samples per class), off otherwise.")
+                   "validation. Default: on for the frozen probe (one more fit) and for few-shot or small "
+                   "classification data (at most 20 labelled samples per class, or 1,000 in all), off otherwise.")
 @click.option("--unfreeze", type=int, default=None, metavar="K", help="top-k: how many top groups train.")
 @click.option("--unfreeze-every", type=int, default=None, metavar="N", help="gradual: one more group every N epochs.")
 @click.option("--lora-rank", type=click.IntRange(min=1), default=8, show_default=True)

@@ -30,7 +30,7 @@ from graftzoo.data import LabelledData
 from graftzoo.errors import TrainingError, naming
 from graftzoo.metrics import classification_metrics
 from graftzoo.progress import progress_bar
-from graftzoo.train import balance, fitting, loaders, mixing, optim, tracking
+from graftzoo.train import balance, fitting, loaders, mixing, optim, parallel, tracking
 from graftzoo.train.build import (
     build_model,
     check_contract,
@@ -133,8 +133,12 @@ def _with_baseline(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | 
     return compare_baseline(out, info, base, echo)
 
 
-#: ``--refit`` is on by default for classification data with at most this many labelled samples per class.
+#: ``--refit`` is on by default for classification data with at most this many labelled samples per class, or
+#: at most ``SMALL_DATA`` in all: there a fifth held out for validation is a real loss and one more training
+#: run is cheap. Measured (issue 15, 400 sentiment sentences, MiniLM ``--policy full``, 600 held-out): 0.7517
+#: trained on the 320 left after the split, 0.7767 refitted on all 400 (a plain transformers loop on 400: 0.7717).
 FEW_SHOT_PER_CLASS = 20
+SMALL_DATA = 1000
 
 
 def refit_reason(plan: RunPlan, info: dict[str, Any]) -> str | None:
@@ -147,9 +151,14 @@ def refit_reason(plan: RunPlan, info: dict[str, Any]) -> str | None:
     if "head_fit" in info:
         return "default for a head fitted on cached features: one more fit"
     n = len(split.train) + len(split.val)
-    if plan.task == "classification" and n <= FEW_SHOT_PER_CLASS * len(plan.classes):
+    if plan.task != "classification":
+        return None
+    if n <= FEW_SHOT_PER_CLASS * len(plan.classes):
         return (f"default for few-shot data: {n} labelled samples, {n / len(plan.classes):.3g} per class "
                 f"(<= {FEW_SHOT_PER_CLASS}); --no-refit to keep the train-only weights")
+    if n <= SMALL_DATA:
+        return (f"default for small data: {n} labelled samples (<= {SMALL_DATA}); --no-refit to keep the "
+                "train-only weights")
     return None
 
 
@@ -158,9 +167,9 @@ def _with_refit(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | Non
     weights are kept.
 
     On by default for a head fitted to convergence on cached features (the frozen probe: one more fit, with the
-    ``C`` its cross-validation chose, not a second cross-validation) and for few-shot classification data, where
-    a fifth of the labels held out is a real loss (``refit_reason``). graft.json's validation metrics stay the
-    train-only model's (the refitted one has seen the validation data, so it cannot be scored on it).
+    ``C`` its cross-validation chose, not a second cross-validation) and for few-shot or small classification
+    data, where a fifth of the labels held out is a real loss (``refit_reason``). graft.json's validation metrics
+    stay the train-only model's (the refitted one has seen the validation data, so it cannot be scored on it).
     """
     reason = refit_reason(plan, info)
     if reason is None:
@@ -172,15 +181,18 @@ def _with_refit(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | Non
         how = f"with the probe's C={probe_c:g}" if probe_c is not None else f"for {epochs} epoch(s)"
         echo(f"--refit: retraining on train+validation ({len(refit.split.train)} samples) {how} ({reason})")
     Trainer(refit, out / "refit", echo=echo, progress=progress, overwrite=True).run()
-    from graftzoo.storage import atomic
-
-    atomic.write_with(out / WEIGHTS, lambda tmp: shutil.copy2(out / "refit" / WEIGHTS, tmp), "the refitted weights")
-    shutil.rmtree(out / "refit")
     info = {**info, "refit": {"epochs": epochs, "n_train": len(refit.split.train), "reason": reason,
                               **({"C": probe_c} if probe_c is not None else {}),
                               "note": "weights retrained on train+validation; validation metrics are the "
                                       "train-only model's"}}
-    write_json(out / INFO, info)
+    if parallel.is_main_process():  # under a launch every process refits; one writes
+        from graftzoo.storage import atomic
+
+        atomic.write_with(out / WEIGHTS, lambda tmp: shutil.copy2(out / "refit" / WEIGHTS, tmp),
+                          "the refitted weights")
+        shutil.rmtree(out / "refit")
+        write_json(out / INFO, info)
+    parallel.barrier()
     return info
 
 

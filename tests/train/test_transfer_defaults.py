@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from graftzoo.data import LabelledData
-from graftzoo.train import balance, optim, probe
+from graftzoo.train import balance, engine, optim, probe
 from graftzoo.train.engine import train
 from graftzoo.train.lr_find import suggest
 from tests.train import tiny
@@ -295,7 +295,15 @@ def test_refit_of_an_epoch_trained_policy_uses_the_chosen_epoch_count(config: An
                  progress=False, echo=lines.append)
     assert info["final"]["best_epoch"] == 1 and info["refit"]["epochs"] == 1 and info["refit"]["n_train"] == 120
     assert any("--refit: retraining on train+validation (120 samples) for 1 epoch(s)" in line for line in lines)
-    assert "refit" not in train(config(policy="full", epochs=1), tmp_path / "plain", progress=False)  # 24/class
+
+
+@pytest.mark.slow
+def test_small_data_is_refitted_by_default_and_larger_data_is_not(config: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    small = train(config(policy="full", epochs=1), tmp_path / "small", progress=False)  # 24/class, 120 in all
+    assert small["refit"]["reason"].startswith("default for small data: 120 labelled samples (<= 1000)")
+    monkeypatch.setattr(engine, "SMALL_DATA", 119)  # the same data above the threshold: trained once
+    assert "refit" not in train(config(policy="full", epochs=1), tmp_path / "plain", progress=False)
 
 
 @pytest.mark.slow
