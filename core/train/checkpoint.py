@@ -3,12 +3,22 @@
 A checkpoint holds what the run cannot rebuild: the trainable state (the whole
 model, or only the head when the backbone is frozen and never changes), the
 optimiser, scheduler and policy state, the history and the RNG state.
+
+The engine hands each epoch's checkpoint to a ``CheckpointWriter``: the state
+is copied at once (a memory copy, a few ms), and serialised, written, flushed
+to disk and renamed in a background thread while the next epoch trains
+(measured in bench/engine_bench.py: on a full MobileNetV2 fine-tune the 27 MB
+checkpoint took 0.11-0.28 s of a 1.1-1.5 s epoch when written in line). At
+most one write is pending: the next checkpoint, an interruption and the end
+of the run wait for it, and its error (a full disk) is raised there.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +35,54 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     buffer = io.BytesIO()  # serialised first: a full disk then fails in a plain write, with a clear OS error
     torch.save(state, buffer)
     atomic.write_bytes(run_dir / CHECKPOINT, buffer.getbuffer(), "the checkpoint")
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of ``value`` that later training steps cannot change: tensors copied to the CPU, containers rebuilt.
+
+    State dicts hold the live parameters and optimiser moments, which the next
+    step updates in place; strings, numbers and other leaves are immutable.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(snapshot(v) for v in value)
+    return value
+
+
+class CheckpointWriter:
+    """Writes one checkpoint at a time in a background thread (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, run_dir: Path, state: dict[str, Any], then: Callable[[], None] | None = None) -> None:
+        """Copy ``state`` now; write it (then call ``then``, e.g. metrics.jsonl) in the background."""
+        self.wait()
+        frozen = snapshot(state)
+
+        def write() -> None:
+            try:
+                save_checkpoint(run_dir, frozen)
+                if then is not None:
+                    then()
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=write, name="graft-checkpoint")
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the pending write is on disk; raise its error, if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:

@@ -3,7 +3,9 @@
 ``forward_features`` is the compute loop behind ``extract_features``: the
 backbone's own (deterministic) collation runs in ``workers`` DataLoader
 processes -- files are decoded and preprocessed a batch at a time while the
-model runs the previous batch -- and the model runs under
+model runs the previous batch; by default only when the first batch, decoded
+in this process, shows that decoding the rest here would take longer than
+starting the workers -- and the model runs under
 ``torch.inference_mode`` with channels_last images. Under a multi-process
 launch each process runs its own shard (``graftzoo.train.parallel``) and the
 rows are gathered once.
@@ -12,7 +14,8 @@ rows are gathered once.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -22,8 +25,10 @@ from graftzoo.progress import progress_bar
 from graftzoo.train import parallel
 from graftzoo.train.backbone import Backbone
 
-#: Below this many batches a worker process costs more to start than it saves.
-MIN_BATCHES_FOR_WORKERS = 4
+#: What decoding workers cost to start and stop (fork, start-up, the wait for their first batch, shutdown):
+#: 0.12-0.15 s measured on a 2-CPU machine. They are started only when the batches left to decode would take
+#: longer than that in this process, judged by the first batch, which is always decoded here.
+WORKER_START_S = 0.15
 
 
 def default_workers() -> int:
@@ -32,11 +37,11 @@ def default_workers() -> int:
     return max(0, min(8, cpus // parallel.world_size() - 1))
 
 
-def workers_for(n: int, batch_size: int, workers: int | None) -> int:
-    """``workers`` if given, else the default -- none for a handful of batches."""
+def workers_for(batches_left: int, first_batch_s: float, workers: int | None) -> int:
+    """``workers`` if given, else the default when decoding the batches left here would outlast starting them."""
     if workers is not None:
         return max(0, workers)
-    return default_workers() if n >= MIN_BATCHES_FOR_WORKERS * batch_size else 0
+    return default_workers() if batches_left * first_batch_s > WORKER_START_S else 0
 
 
 class _Listed(Dataset[Any]):
@@ -80,10 +85,6 @@ def forward_features(backbone: Backbone, samples: Sequence[Any], *, batch_size: 
     shard = samples[lo:hi]
     dev = device if device is not None else parallel.inference_device(backbone)
     backbone.to(dev)
-    n_workers = 0 if train else workers_for(len(shard), batch_size, workers)
-    loader: DataLoader[Any] = DataLoader(_Listed(shard), batch_size=batch_size, shuffle=False,
-                                         collate_fn=_Collate(backbone, train), num_workers=n_workers,
-                                         pin_memory=dev.type == "cuda", prefetch_factor=2 if n_workers else None)
     was_training = backbone.training
     backbone.eval()
     local: torch.Tensor | None = None  # filled batch by batch: no list of chunks concatenated (a second copy)
@@ -92,7 +93,7 @@ def forward_features(backbone: Backbone, samples: Sequence[Any], *, batch_size: 
         title = "extracting augmented features" if train else "extracting features"
         with progress_bar(title, total=len(samples), enabled=progress) as advance, \
                 torch.inference_mode():
-            for batch in loader:
+            for batch in _batches(backbone, shard, batch_size, 0 if train else workers, train, dev):
                 out = backbone(to_device(batch, dev, backbone.channels_last)).float()
                 if local is None:
                     with torch.inference_mode(False):  # a normal tensor for the caller
@@ -105,3 +106,22 @@ def forward_features(backbone: Backbone, samples: Sequence[Any], *, batch_size: 
     if local is None:
         local = torch.zeros(0, backbone.feature_dim)
     return parallel.gather_rows(local, len(samples))
+
+
+def _batches(backbone: Backbone, shard: Sequence[Any], batch_size: int, workers: int | None, train: bool,
+             device: torch.device) -> Iterator[Any]:
+    """The collated batches of ``shard`` in order: the first decoded here, the rest in ``workers`` processes
+    (None: as ``workers_for`` decides from the first batch's time), started before the first batch is used."""
+    if not shard:
+        return
+    collate = _Collate(backbone, train)
+    t0 = time.perf_counter()
+    first = collate(list(shard[:batch_size]))
+    rest = shard[batch_size:]
+    n_workers = workers_for(-(-len(rest) // batch_size), time.perf_counter() - t0, workers) if rest else 0
+    loader: DataLoader[Any] = DataLoader(_Listed(rest), batch_size=batch_size, shuffle=False, collate_fn=collate,
+                                         num_workers=n_workers, pin_memory=device.type == "cuda",
+                                         prefetch_factor=2 if n_workers else None)
+    batches = iter(loader) if rest else iter(())  # workers start (and decode ahead) while the first batch runs
+    yield first
+    yield from batches

@@ -59,6 +59,16 @@ def test_decoding_workers_give_the_same_features(tiny_plugin: str) -> None:
     workers = extract_features(backbone, data, batch_size=8, progress=False, workers=2)
     assert inline.shape == (50, 16) and not inline.requires_grad
     assert torch.equal(inline, workers)
+    assert torch.equal(inline, extract_features(backbone, data, batch_size=8, progress=False))  # workers chosen
+
+
+def test_decoding_workers_start_only_when_decoding_here_would_take_longer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from graftzoo.train import extract
+
+    monkeypatch.setattr(extract, "default_workers", lambda: 3)
+    assert extract.workers_for(6, 0.008, None) == 0  # 48 ms of decoding left: not worth a fork
+    assert extract.workers_for(28, 0.02, None) == 3  # 0.56 s left
+    assert extract.workers_for(6, 0.008, 2) == 2 and extract.workers_for(28, 0.02, 0) == 0  # --workers wins
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a machine without a GPU")
