@@ -346,7 +346,6 @@ class Trainer:
             self.sampler = balance.make_sampler(config.sampler, self.train_targets, config.seed)
             self.loader = loaders.feature_loader(self.train_feats, self.train_targets, self.batch_size, self.sampler)
             self.trainable: torch.nn.Module = self.model.head
-            optim.set_modes(self.model, self.policy)  # once: a frozen backbone's modes never change
         else:
             samples = [plan.data.samples[i] for i in split.train]
             check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
@@ -363,6 +362,7 @@ class Trainer:
         key = weights_identity(plan.entry, config.pretrained, plan.start_run)
         if key is None or not feature_cache_path(self.model.backbone, plan.data, key).exists():
             check_contract(self.model, probe, plan.entry, len(plan.classes), config.adapter_options())
+        optim.set_modes(self.model, self.policy)  # once, backbone in eval (extraction keeps it): it never runs again
         batch = extraction_batch(self.batch_size, self.accelerator.device)
         t_feat = time.perf_counter()  # lookup, extraction, write; not the contract check (every run does it)
         feats = extract_features(self.model.backbone, plan.data, batch_size=batch, cache_key=key,

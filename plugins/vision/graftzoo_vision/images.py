@@ -180,15 +180,16 @@ def build_transform(prep: Mapping[str, Any], train: bool) -> Any:
     return transform
 
 
-def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
-    """Decode an image file (or its ``data``, already read) fully into RGB.
+def open_image(path: str | Path, data: bytes | None = None, *, keep_gray: bool = False) -> Image.Image:
+    """Decode an image file (or its ``data``, already read) fully into RGB (a greyscale one stays ``L`` with
+    ``keep_gray``).
 
     An unreadable file is a ``DataError`` naming ``path``.
     """
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as img:
             img.load()
-            return img.convert("RGB")
+            return img.convert("L" if keep_gray and img.mode == "L" else "RGB")
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -197,21 +198,25 @@ def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
                         "or pass --skip-bad to leave unreadable images out") from None
 
 
-def to_pil(sample: Any) -> Image.Image:
-    """A sample as an RGB PIL image: a file path, a PIL image, or an HxW / HxWxC array."""
+def to_pil(sample: Any, keep_gray: bool = False) -> Image.Image:
+    """A sample as an RGB PIL image: a file path, a PIL image, or an HxW / HxWxC array.
+
+    ``keep_gray``: a greyscale (``L``) image stays ``L`` -- for ``stack``, which converts it after the
+    steps that treat every channel alike.
+    """
     if isinstance(sample, Image.Image):
-        return sample if sample.mode == "RGB" else sample.convert("RGB")
+        return sample if sample.mode == "RGB" or (keep_gray and sample.mode == "L") else sample.convert("RGB")
     if isinstance(sample, str | Path):
-        return open_image(sample)
+        return open_image(sample, keep_gray=keep_gray)
     if hasattr(sample, "detach") and hasattr(sample, "numpy"):  # a torch tensor
         sample = sample.detach().cpu().numpy()
     if isinstance(sample, np.ndarray):
-        return _array_to_pil(sample)
+        return _array_to_pil(sample, keep_gray)
     raise DataError(f"cannot turn a {type(sample).__name__} into an image; give file paths, PIL images "
                     "or HxW/HxWxC arrays")
 
 
-def _array_to_pil(arr: np.ndarray) -> Image.Image:
+def _array_to_pil(arr: np.ndarray, keep_gray: bool = False) -> Image.Image:
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)  # CHW -> HWC
     if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -222,7 +227,8 @@ def _array_to_pil(arr: np.ndarray) -> Image.Image:
         # Floats are taken as [0, 1] images (what ToTensor and most libraries produce).
         arr = np.clip(np.asarray(arr, dtype=np.float64) * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255)
         arr = arr.round().astype(np.uint8)
-    return Image.fromarray(arr).convert("RGB")
+    img = Image.fromarray(arr)
+    return img if keep_gray and img.mode == "L" else img.convert("RGB")
 
 
 def stack(images: Sequence[Any], transform: Any, channels_last: bool = False) -> Any:
@@ -231,9 +237,10 @@ def stack(images: Sequence[Any], transform: Any, channels_last: bool = False) ->
     A transform that ends in to-tensor + normalise (every timm transform) runs
     its image steps per sample and those two once on the stacked uint8 batch:
     the same arithmetic in the same order, so the same values, without a
-    float tensor, a division and a normalisation per image. The result is in
-    channels_last layout when ``channels_last`` (it is built that way), else
-    contiguous.
+    float tensor, a division and a normalisation per image. A greyscale sample
+    goes through resizes, crops and flips as one channel and is copied into
+    three after them (the same pixels as converting it first). The result is in
+    channels_last layout when ``channels_last``, else contiguous.
     """
     import torch
 
@@ -242,17 +249,36 @@ def stack(images: Sequence[Any], transform: Any, channels_last: bool = False) ->
     steps = list(getattr(transform, "transforms", ()))
     if len(steps) < 2 or not _is_to_tensor(steps[-2]) or not _is_normalize(steps[-1]):
         return torch.stack([transform(to_pil(s)) for s in images])
+    keep_gray = all(_per_channel(step) for step in steps[:-2])
     pixels = []
     for sample in images:
-        img = to_pil(sample)
+        img = to_pil(sample, keep_gray)
         for step in steps[:-2]:
             img = step(img)
-        pixels.append(np.asarray(img.convert("RGB") if img.mode != "RGB" else img))
+        if img.mode == "L" and keep_gray:  # grey into RGB: the value copied to the three channels
+            pixels.append(np.broadcast_to(np.asarray(img)[..., None], (img.height, img.width, 3)))
+        else:
+            pixels.append(np.asarray(img.convert("RGB") if img.mode != "RGB" else img))
     norm = steps[-1]
     mean = torch.as_tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.as_tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
-    batch = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float().div_(255).sub_(mean).div_(std)
-    return batch if channels_last else batch.contiguous()
+    # The arithmetic on a [B, C, H, W]-contiguous tensor: broadcasting mean and std over the innermost
+    # 3 channels of the [B, H, W, C] layout is not vectorised (twice as slow for a batch of 64 images).
+    planes = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
+    batch = planes.float().div_(255).sub_(mean).div_(std)
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+def _per_channel(step: Any) -> bool:
+    """True for the steps that treat every channel alike and draw nothing from the pixels (resizes, crops, flips):
+    a greyscale image goes through them as one channel, a third of the work, and gives the same pixels."""
+    from timm.data.transforms import RandomResizedCropAndInterpolation, ResizeKeepRatio
+    from torchvision import transforms as tv
+
+    if isinstance(step, tv.ColorJitter):  # all strengths 0 (the default presets): it only draws its random order
+        return all(getattr(step, k) is None for k in ("brightness", "contrast", "saturation", "hue"))
+    return isinstance(step, tv.Resize | tv.CenterCrop | tv.RandomHorizontalFlip | tv.RandomVerticalFlip
+                      | RandomResizedCropAndInterpolation | ResizeKeepRatio)
 
 
 def _is_to_tensor(step: Any) -> bool:

@@ -60,15 +60,24 @@ def test_evaluation_crops_as_the_model_was_trained_unless_asked(make_entry: Any)
     assert resolve_preprocessing({"crop_pct": 0.875}, {}, {"keep_classifier": True})["crop_pct"] == 0.875
 
 
-@pytest.mark.parametrize("augment", ["none", "light", "strong"])
-def test_batched_to_tensor_and_normalise_give_the_per_image_values(make_entry: Any, augment: str) -> None:
-    """Collation normalises the stacked batch once (issue 19); the values are those of timm's per-image transform."""
+@pytest.mark.parametrize(("augment", "interpolation"), [("none", None), ("light", None), ("strong", None),
+                                                        ("none", "bicubic"), ("crop,hflip,vflip", "bicubic"),
+                                                        ("colorjitter", None)])
+def test_batched_to_tensor_and_normalise_give_the_per_image_values(make_entry: Any, augment: str,
+                                                                   interpolation: str | None) -> None:
+    """Collation normalises the stacked batch once and resizes grey images as one channel (issue 19); the values
+    are those of timm's per-image transform of the RGB image."""
     import random
 
-    backbone = create(make_entry("mobilenetv2_100"), None, {"image_size": 32, "augment": augment})
+    from PIL import Image
+
+    backbone = create(make_entry("mobilenetv2_100"), None, {"image_size": 32, "augment": augment,
+                                                             "interpolation": interpolation})
     rng = np.random.default_rng(0)
-    samples = [rng.integers(0, 256, size=(20 + i, 24, 3), dtype=np.uint8) for i in range(6)] + \
-        [rng.integers(0, 256, size=(8, 8), dtype=np.uint8)]  # grey, and sizes that differ before the resize
+    grey = [rng.integers(0, 256, size=(8 + 5 * i, 8 + 3 * i), dtype=np.uint8) for i in range(4)]
+    samples = [rng.integers(0, 256, size=(20 + i, 24, 3), dtype=np.uint8) for i in range(6)] + grey + \
+        [Image.fromarray(grey[1]), rng.random((9, 7)).astype(np.float32)]  # grey (resized as one channel), sizes
+    assert all(images.to_pil(g, keep_gray=True).mode == "L" for g in samples[6:])
     for train in (False, True):
         transform = images.build_transform(backbone.preprocessing(), train)
         torch.manual_seed(1), random.seed(1), np.random.seed(1)  # RandAugment draws from numpy
