@@ -548,7 +548,6 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         """Best epoch's weights (early stopping), final validation, weights, graft.json, plots and card."""
-        self.writer.wait()  # the last checkpoint is on disk (and removed below once the run is complete)
         best = self.out / BEST
         if self.config.early_stopping is not None and best.exists():
             from safetensors.torch import load_model
@@ -586,6 +585,7 @@ class Trainer:
         # The weights last, just before "complete": a run killed earlier shows no final weights beside an
         # unfinished graft.json (a one-go frozen fit has no checkpoint to explain them).
         save_weights(self.model, out / WEIGHTS, metadata={"format": RUN_FORMAT, "model": self.config.model})
+        self.writer.wait()  # the last epoch's checkpoint (written during the final validation and plots) is on disk
         write_json(out / INFO, info)  # "complete" only once everything else is written
         (out / CHECKPOINT).unlink(missing_ok=True)
 

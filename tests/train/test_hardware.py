@@ -62,24 +62,16 @@ def test_decoding_workers_give_the_same_features(tiny_plugin: str) -> None:
     assert torch.equal(inline, extract_features(backbone, data, batch_size=8, progress=False))  # workers chosen
 
 
-def test_decoding_workers_start_only_when_decoding_here_would_take_longer(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decoding_goes_where_it_costs_least(monkeypatch: pytest.MonkeyPatch) -> None:
     from graftzoo.train import extract
 
+    plan = extract.decoding_plan
     monkeypatch.setattr(extract, "default_workers", lambda: 3)
-    assert extract.workers_for(6, 0.008, None) == 0  # 48 ms of decoding left: not worth a fork
-    assert extract.workers_for(28, 0.02, None) == 3  # 0.56 s left
-    assert extract.workers_for(6, 0.008, 2) == 2 and extract.workers_for(28, 0.02, 0) == 0  # --workers wins
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a machine without a GPU")
-def test_cli_refuses_fp16_without_a_gpu_in_one_line(tiny_plugin: str, tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from graftzoo.cli import cli
-
-    result = CliRunner().invoke(cli, ["tune", tiny_plugin, "tinydigits", "--precision", "fp16", "--epochs", "1",
-                                      "--out", str(tmp_path / "run")])
-    assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: --precision fp16 needs a CUDA GPU"), result.output
-    assert not (tmp_path / "run").exists()
+    assert plan(6, 0.008, None) == ("thread", 1)  # 48 ms of decoding left: not worth starting processes
+    assert plan(28, 0.02, None) == ("processes", 3)  # 0.56 s left, three spare CPUs
+    assert plan(0, 0.02, None) == ("here", 0)
+    assert plan(6, 0.008, 2) == ("processes", 2) and plan(28, 0.02, 0) == ("here", 0)  # --workers wins
+    monkeypatch.setattr(extract, "default_workers", lambda: 1)
+    assert plan(28, 0.02, None) == ("thread", 1)  # one spare CPU: a thread, no process and no shared memory
+    monkeypatch.setattr(extract, "default_workers", lambda: 0)
+    assert plan(28, 0.02, None) == ("here", 0)
