@@ -8,7 +8,7 @@ The engine hands each epoch's checkpoint to a ``CheckpointWriter``: the state
 is copied at once (a memory copy, a few ms), and serialised, written, flushed
 to disk and renamed in a background thread while the next epoch trains
 (measured in bench/engine_bench.py: on a full MobileNetV2 fine-tune the 27 MB
-checkpoint took 0.11-0.28 s of a 1.1-1.5 s epoch when written in line). At
+checkpoint took 0.11-0.21 s of a 1.1-1.5 s epoch when written in line). At
 most one write is pending: the next checkpoint, an interruption and the end
 of the run wait for it, and its error (a full disk) is raised there.
 """
