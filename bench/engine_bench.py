@@ -86,11 +86,15 @@ def _register_bench_parts() -> None:
 
 
 def _eval_collation_everywhere() -> None:
-    """The no-cache probe collates like the cached one (deterministic), only without the cache."""
-    from graftzoo.train import loaders
+    """The no-cache probe collates like the cached one (deterministic, with the pretrained pipeline: no
+    fine-tuning crop, which the engine gives a backbone its policy trains), only without the cache."""
+    from graftzoo.train import engine, loaders
 
     make_collate = loaders.make_collate
     loaders.make_collate = lambda backbone, train, task: make_collate(backbone, False, task)  # type: ignore
+    options = engine.fine_tuning_options
+    engine.fine_tuning_options = lambda model, policy, entry: (  # type: ignore[assignment]
+        {} if policy.name == "frozen-nocache" else options(model, policy, entry))
 
 
 def _config(args: argparse.Namespace, policy: str, epochs: int, model: str = MODEL, **extra: Any) -> Any:
