@@ -20,7 +20,8 @@ validation split comes out of it) and are scored on the test set with ``Run.eval
     OMP_NUM_THREADS=1 GRAFTZOO_HOME=/tmp/gz-bench .venv/bin/python bench/transfer_quality.py \\
         [--modalities vision text speech] [--policies frozen full top-k lora] [--epochs 15] \\
         [--per-class 10] [--image-size 96] [--text-train 800] [--text-test 800] [--max-length 64] \\
-        [--text-policies frozen full] [--extra vision:full:refit speech:frozen:augment=noise] [--no-handmade]
+        [--text-policies frozen full] [--extra vision:full:refit speech:frozen:augment=noise] [--no-handmade] \\
+        [--no-scratch]
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def parse_extra(spec: str) -> tuple[str, str, str, Any]:
 
 
 def graft_rows(task: Task, out: Path, policies: Sequence[str], epochs: int,
-               extra: Sequence[tuple[str, str, str, Any]]) -> list[Row]:
+               extra: Sequence[tuple[str, str, str, Any]], scratch: bool = True) -> list[Row]:
     rows: list[Row] = []
     for policy in policies:
         opts = {"epochs": epochs, **POLICY_OPTIONS.get(policy, {})}
@@ -252,9 +253,10 @@ def graft_rows(task: Task, out: Path, policies: Sequence[str], epochs: int,
             flag = f"--{name}" if value is True else f"--no-{name}" if value is False else f"--{name} {value}"
             rows.append(graft_row(task, out, policy, f"--policy {policy} {flag}", **{key: value}, **opts))
             _print(rows[-1])
-    rows.append(graft_row(task, out, "full", "scratch (--no-pretrained --policy full)", pretrained=False,
-                          backbone_lr_scale=1.0, epochs=epochs))
-    _print(rows[-1])
+    if scratch:
+        rows.append(graft_row(task, out, "full", "scratch (--no-pretrained --policy full)", pretrained=False,
+                              backbone_lr_scale=1.0, epochs=epochs))
+        _print(rows[-1])
     return rows
 
 
@@ -263,7 +265,7 @@ def _print(row: Row) -> None:
 
 
 def run_task(task: Task, out: Path, policies: Sequence[str], epochs: int,
-             extra: Sequence[tuple[str, str, str, Any]], handmade: bool) -> list[Row]:
+             extra: Sequence[tuple[str, str, str, Any]], handmade: bool, scratch: bool = True) -> list[Row]:
     print(f"\n{task.name}: {task.model}, {len(task.train)} training / {len(task.test)} test samples", flush=True)
     rows: list[Row] = []
     steps: list[Callable[[], list[Row]]] = [lambda: logreg_rows(task)]
@@ -277,7 +279,7 @@ def run_task(task: Task, out: Path, policies: Sequence[str], epochs: int,
         for row in step():
             rows.append(row)
             _print(row)
-    return rows + graft_rows(task, out, policies, epochs, extra)
+    return rows + graft_rows(task, out, policies, epochs, extra, scratch)
 
 
 def main() -> None:
@@ -298,6 +300,9 @@ def main() -> None:
     ap.add_argument("--extra", nargs="*", default=list(EXTRA), metavar="MODALITY:POLICY:FLAG[=VALUE]",
                     help="rows with one more flag (default: %(default)s)")
     ap.add_argument("--no-handmade", action="store_true", help="skip the by-hand fine-tune loops")
+    ap.add_argument("--no-scratch", action="store_true",
+                    help="skip graft's scratch row (e.g. --policies frozen --extra --no-handmade --no-scratch: "
+                         "the frozen probe next to the by-hand logistic regression only)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     import torch
@@ -316,7 +321,7 @@ def main() -> None:
         epochs = {"text": args.text_epochs, "speech": args.speech_epochs or args.epochs}.get(modality, args.epochs)
         policies = {"text": args.text_policies, "speech": args.speech_policies}.get(modality) or args.policies
         extra = [e for e in map(parse_extra, args.extra) if e[0] == modality]
-        rows += run_task(task, out, policies, epochs, extra, not args.no_handmade)
+        rows += run_task(task, out, policies, epochs, extra, not args.no_handmade, not args.no_scratch)
     print("\n| task | method | held-out accuracy | seconds | note |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r.task} | {r.method} | {r.accuracy:.4f} | {r.seconds:.0f} | {r.note} |")
