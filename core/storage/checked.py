@@ -148,6 +148,36 @@ def load_checked(path: Path, what: str, load: Callable[[Path], T | None]) -> T |
     return loaded
 
 
+def open_checked(path: Path, what: str) -> io.BufferedReader | None:
+    """``path`` opened for reading once it is found complete and intact (hashed in blocks from this very
+    descriptor, so a file replaced afterwards does not matter: reads go to the verified one); None if absent
+    or damaged (then it is removed). For entries read piece by piece rather than loaded whole."""
+    record = _record(path)
+    if isinstance(record, Check):
+        _drop_damaged(record, what)
+        return None
+    try:
+        fh = open(path, "rb")  # handed to the caller, who keeps it open while reading
+    except OSError:
+        return None
+    status = _verify_open(fh, *record)
+    if status == "ok":
+        return fh
+    fh.close()
+    _drop_damaged(Check(path, status), what)
+    return None
+
+
+def _verify_open(fh: io.BufferedReader, size: int, expected: str) -> str:
+    """The status of an open file against its record's size and sha256."""
+    try:
+        if os.fstat(fh.fileno()).st_size != size:
+            return "size differs"
+        return "ok" if _hash_open(fh) == expected else "checksum differs"
+    except OSError:
+        return "unreadable"
+
+
 def _stamp(st: os.stat_result) -> bytes:
     return f"{st.st_ino}:{st.st_dev}:{st.st_size}:{st.st_mtime_ns}".encode()
 

@@ -5,17 +5,22 @@
 ``write_safetensors`` writes the same format (header, then each tensor's raw
 little-endian bytes) from a byte view of each tensor, so writing a cache entry
 costs no more memory than the tensors themselves. Reading goes through
-``safetensors.torch.load_file``, which memory-maps the file.
+``safetensors.torch.load_file``, which memory-maps the file, or, for data
+read piece by piece (cached features of a big data set), through
+``tensor_layout`` (where a tensor's bytes lie) and ``read_into`` (plain
+reads at an offset into a caller's reused buffer: nothing stays resident).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     import torch
@@ -63,3 +68,51 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor],
             t = tensors[name].detach()
             if t.numel():
                 fh.write(t.contiguous().reshape(-1).view(torch.uint8).numpy().data)
+
+
+#: A header longer than this is not a safetensors header (the format's own limit is 100 MB).
+MAX_HEADER = 100_000_000
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one tensor's bytes lie in a safetensors file."""
+
+    offset: int  # from the start of the file
+    shape: tuple[int, ...]
+    dtype: str  # the format's name: "F32", "F64", ...
+    nbytes: int
+
+
+def tensor_layout(fh: BinaryIO, name: str) -> Layout | None:
+    """The layout of tensor ``name`` in the open safetensors file ``fh`` (None: no such tensor).
+
+    Raises ``ValueError`` for a file that is not safetensors (a short or absurd header, bad JSON).
+    """
+    fh.seek(0)
+    head = fh.read(8)
+    if len(head) != 8:
+        raise ValueError("shorter than a safetensors header")
+    (size,) = struct.unpack("<Q", head)
+    if size > MAX_HEADER:
+        raise ValueError(f"a header of {size} bytes")
+    raw = fh.read(size)
+    if len(raw) != size:
+        raise ValueError("truncated header")
+    entry = json.loads(raw).get(name)
+    if not isinstance(entry, dict):
+        return None
+    start, stop = (int(v) for v in entry["data_offsets"])
+    return Layout(8 + size + start, tuple(int(v) for v in entry["shape"]), str(entry["dtype"]), stop - start)
+
+
+def read_into(fd: int, buffer: torch.Tensor, offset: int) -> None:
+    """Fill the contiguous CPU ``buffer`` with the file's bytes from ``offset`` on (``preadv``: no copy, no seek,
+    so several readers may share ``fd``). Raises ``OSError`` when the file ends first."""
+    view = buffer.numpy().data.cast("B")
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise OSError(f"file ends {len(view) - done} bytes early")
+        done += got

@@ -43,11 +43,12 @@ from graftzoo.train.build import (
 )
 from graftzoo.train.checkpoint import CHECKPOINT, CheckpointWriter, load_checkpoint
 from graftzoo.train.config import TrainConfig
-from graftzoo.train.features import extract_features, feature_cache_path
+from graftzoo.train.features import feature_cache_path, feature_rows
 from graftzoo.train.hardware import hardware_info, make_accelerator
 from graftzoo.train.inference import classify, evaluate_samples
 from graftzoo.train.lr_find import RangeTest
 from graftzoo.train.plan import RunPlan, plan_run
+from graftzoo.train.rows import ConcatRows, Rows
 from graftzoo.train.run import INFO, RUN_FORMAT, WEIGHTS, copy_extra_files, read_info, run_info, save_weights
 from graftzoo.train.run import write_json_atomic as write_json
 from graftzoo.train.rundir import create_run_dir, locked_run, refuse_if_busy
@@ -365,17 +366,18 @@ class Trainer:
         optim.set_modes(self.model, self.policy)  # once, backbone in eval (extraction keeps it): it never runs again
         batch = extraction_batch(self.batch_size, self.accelerator.device)
         t_feat = time.perf_counter()  # lookup, extraction, write; not the contract check (every run does it)
-        feats = extract_features(self.model.backbone, plan.data, batch_size=batch, cache_key=key,
-                                 device=self.accelerator.device, progress=self.progress and self.main,
-                                 workers=config.workers)
-        check_features(self.model, feats[:2], plan.entry, len(plan.classes))
-        self.val_feats, self.train_feats = feats[split.val], feats[split.train]
+        feats = feature_rows(self.model.backbone, plan.data, batch_size=batch, cache_key=key,
+                             device=self.accelerator.device, progress=self.progress and self.main,
+                             workers=config.workers)  # read from the cache chunk by chunk, never whole
+        check_features(self.model, feats.take(range(min(2, len(feats)))).tensor(), plan.entry, len(plan.classes))
+        self.val_feats: Rows = feats.take(split.val)
+        self.train_feats: Rows = feats.take(split.train)
         views = fitting.views_wanted(config.augment, config.augment_views)
         if views:
             extra = fitting.augmented_views(self.model.backbone, plan.data, split.train, views, key=key,
                                             seed=config.seed, batch_size=batch, device=self.accelerator.device,
                                             progress=self.progress and self.main)
-            self.train_feats = torch.cat([self.train_feats, extra])
+            self.train_feats = ConcatRows([self.train_feats, *extra])
             self.train_targets = self.train_targets * (views + 1)
             self.say(f"frozen: {views} augmented view(s) of the training data cached with the plain features")
         self.timing["features_seconds"] = round(time.perf_counter() - t_feat, 4)
@@ -516,9 +518,7 @@ class Trainer:
         if plan.task == "token-classification":
             return evaluate_samples(self.model, val_samples, val_targets, plan.classes, self.batch_size)
         if self.cached:  # the backbone never runs again
-            with torch.no_grad():
-                self.model.head.eval()
-                logits = self.model.head(self.val_feats.to(self.accelerator.device)).float().cpu()
+            logits = fitting.head_logits(self.model.head, self.val_feats, self.accelerator.device)
         else:
             logits = classify(self.model, val_samples, self.batch_size)
         y = torch.tensor(val_targets)

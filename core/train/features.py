@@ -27,6 +27,7 @@ from graftzoo.storage import checked, locks
 from graftzoo.train import parallel
 from graftzoo.train.backbone import Backbone
 from graftzoo.train.extract import forward_features
+from graftzoo.train.rows import FileRows, TensorRows
 
 FEATURES_WAIT_S = 6 * 3600.0  # a big extraction takes long; a killed extractor's lock is freed at once
 
@@ -103,6 +104,41 @@ def extract_features(
             feats = compute()
             _save(path, feats)
     return feats
+
+
+def feature_rows(backbone: Backbone, data: LabelledData | Sequence[Any], batch_size: int = 64,
+                 cache_key: str | None = None, device: torch.device | str | None = None, progress: bool = True, *,
+                 train: bool = False, workers: int | None = None) -> FileRows | TensorRows:
+    """``extract_features``'s rows, read from the cache file chunk by chunk when there is one (extracted
+    first if absent); in memory when nothing is cached (no ``cache_key``) or the entry cannot be read so."""
+    n = len(data.samples if isinstance(data, LabelledData) else data)
+    path = feature_cache_path(backbone, data, cache_key) if cache_key is not None else None
+    rows = _open_rows(path, n) if path is not None else None
+    if rows is not None:
+        return rows
+    feats = extract_features(backbone, data, batch_size, cache_key, device, progress, train=train, workers=workers)
+    rows = _open_rows(path, n) if path is not None else None
+    return rows if rows is not None else TensorRows(feats)
+
+
+def _open_rows(path: Path, n: int) -> FileRows | None:
+    """The cached features at ``path`` as rows read on demand, once the file is verified; None when absent,
+    damaged (then removed), of the wrong length (removed) or of a layout read whole instead."""
+    from graftzoo.storage.tensorfile import tensor_layout
+
+    fh = checked.open_checked(path, "cached features")
+    if fh is None:
+        return None
+    try:
+        layout = tensor_layout(fh, "features")
+        if layout is not None and layout.dtype == "F32" and len(layout.shape) == 2:
+            if layout.shape[0] == n and layout.nbytes == n * layout.shape[1] * 4:
+                return FileRows(fh, layout)
+            checked.discard(path)
+    except (ValueError, KeyError, TypeError, OSError):
+        checked.discard(path)  # intact checksum, unreadable content: rebuilt
+    fh.close()
+    return None
 
 
 def _save(path: Path, feats: torch.Tensor) -> None:

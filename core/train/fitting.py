@@ -25,18 +25,19 @@ from graftzoo.train import probe
 from graftzoo.train.backbone import Backbone
 from graftzoo.train.heads import PrototypeHead
 from graftzoo.train.lr_find import RangeTest, range_test
+from graftzoo.train.rows import Rows
 
 #: ``--augment-views`` when a frozen run asks for augmentation without saying how many views.
 DEFAULT_VIEWS = 4
 
 
-def fit_cached_head(head: nn.Module, features: torch.Tensor, targets: torch.Tensor, num_classes: int, *,
+def fit_cached_head(head: nn.Module, features: Rows, targets: torch.Tensor, num_classes: int, *,
                     seed: int, class_weight: torch.Tensor | None, label_smoothing: float,
                     c: float | None = None) -> dict[str, Any] | None:
     """Fit ``head`` in place on cached training features (a linear probe with L2 strength ``c``, None: chosen
-    by cross-validation); None when it is not a head fitted this way."""
+    by cross-validation; streamed from the cache chunk by chunk); None when it is not a head fitted this way."""
     if isinstance(head, PrototypeHead):
-        head.fit_prototypes(features, targets)
+        head.fit_prototypes(features.tensor(), targets)
         return {"method": "class-means (nearest prototype by cosine)"}
     layer = probe.linear_layer(head)
     if layer is None:
@@ -55,18 +56,18 @@ def views_wanted(augment: str | None, views: int | None) -> int:
 
 
 def augmented_views(backbone: Backbone, data: LabelledData, train_idx: list[int], views: int, *, key: str | None,
-                    seed: int, batch_size: int, device: torch.device, progress: bool) -> torch.Tensor:
-    """``[views * len(train_idx), D]`` features of augmented training samples, view after view (cached)."""
-    from graftzoo.train.features import extract_features
+                    seed: int, batch_size: int, device: torch.device, progress: bool) -> list[Rows]:
+    """The features of ``views`` augmented passes over the training samples, one row set per view (cached)."""
+    from graftzoo.train.features import feature_rows
 
     subset = data.subset(train_idx)
-    chunks = []
+    out: list[Rows] = []
     for view in range(views):
         torch.manual_seed(seed * 7919 + view)  # each view its own, reproducible draw
         view_key = None if key is None else f"{key}|augmented-view-{view}|seed-{seed}"
-        chunks.append(extract_features(backbone, subset, batch_size=batch_size, cache_key=view_key, device=device,
-                                       progress=progress, train=True))
-    return torch.cat(chunks) if chunks else torch.zeros(0, backbone.feature_dim)
+        out.append(feature_rows(backbone, subset, batch_size=batch_size, cache_key=view_key, device=device,
+                                progress=progress, train=True))
+    return out
 
 
 def init_prototypes(model: nn.Module, data: LabelledData, train_idx: list[int], targets: list[int],
@@ -100,12 +101,24 @@ def find_lr(module: nn.Module, groups: list[dict[str, Any]], loader: Iterable[An
             m.training = mode
 
 
-def fitted_row(head: nn.Module, feats: torch.Tensor, targets: Sequence[int], fitted: dict[str, Any],
-               validate: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
-    """The one history row of a head fitted on cached features (train metrics, then validation's)."""
+def head_logits(head: nn.Module, rows: Rows, device: torch.device | None = None) -> torch.Tensor:
+    """``head``'s logits ``[n, outputs]`` (float32, CPU) on cached feature rows, chunk by chunk, in eval mode."""
+    device = device or next(head.parameters()).device
+    out: torch.Tensor | None = None
     with torch.no_grad():
         head.eval()
-        logits = head(feats.to(next(head.parameters()).device)).float().cpu()
+        for pos, x in rows.chunks():
+            logits = head(x.to(device)).float().cpu()
+            if out is None:
+                out = torch.empty(len(rows), logits.shape[1])
+            out[pos] = logits
+    return out if out is not None else torch.empty(0, 0)
+
+
+def fitted_row(head: nn.Module, feats: Rows, targets: Sequence[int], fitted: dict[str, Any],
+               validate: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
+    """The one history row of a head fitted on cached features (train metrics, then validation's)."""
+    logits = head_logits(head, feats)
     y = torch.tensor(list(targets))
     row: dict[str, Any] = {"epoch": 1, "train_loss": float(nn.functional.cross_entropy(logits, y)),
                            "train_accuracy": float((logits.argmax(-1) == y).float().mean())}

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from graftzoo.train.backbone import Backbone
+from graftzoo.train.rows import Rows, RowsDataset
 
 
 class EpochShuffle(Sampler[int]):
@@ -102,31 +103,13 @@ def sample_loader(backbone: Backbone, samples: Sequence[Any], targets: Sequence[
                       prefetch_factor=2 if workers else None)
 
 
-class _Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Cached feature rows and their targets; a batch is fetched as one indexing, not row by row and stacked."""
-
-    def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
-        self.features = features
-        self.targets = targets
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.features[i], self.targets[i]
-
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        rows = torch.as_tensor(indices, dtype=torch.long)
-        return [(self.features[rows], self.targets[rows])]  # one element: the batch (see _the_batch)
-
-
 def _the_batch(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     return items[0]
 
 
-def feature_loader(features: torch.Tensor, targets: Sequence[int], batch_size: int,
+def feature_loader(features: Rows, targets: Sequence[int], batch_size: int,
                    sampler: EpochShuffle) -> DataLoader[Any]:
     """Training DataLoader over cached features (the ``frozen`` policy): the same batches as a ``TensorDataset``
-    with the default collation, each cut from the tensors in one indexing (5 batches of 32: 2 ms less an epoch)."""
-    dataset = _Rows(features, torch.tensor(list(targets), dtype=torch.long))
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=_the_batch)
+    with the default collation, each cut in one go (``RowsDataset.__getitems__``: rows in memory in one indexing,
+    5 batches of 32: 2 ms less an epoch; rows in the cache file read when a batch asks for them)."""
+    return DataLoader(RowsDataset(features, targets), batch_size=batch_size, sampler=sampler, collate_fn=_the_batch)

@@ -38,7 +38,11 @@ def test_probe_chooses_c_by_cross_validation_and_falls_back_on_tiny_classes() ->
     assert fit.chosen_by == "cross-validation" and list(fit.scores) == walked
     losses = [fit.scores[k]["log_loss"] for k in walked]
     best = losses.index(min(losses))
-    assert fit.c == probe.C_GRID[best] and 0 < best < len(probe.C_GRID) - 1
+    assert 0 < best < len(probe.C_GRID) - 1
+    # the one-standard-error rule: the smallest C within one standard error (across folds) of the lowest loss
+    bound = losses[best] + fit.scores[walked[best]]["log_loss_se"]
+    assert fit.c == probe.C_GRID[next(i for i, v in enumerate(losses) if v <= bound)] <= probe.C_GRID[best]
+    assert fit.to_dict()["rule"].startswith("one-standard-error")
     # the walk up the grid stopped PATIENCE points past the best, and those points were worse
     assert len(walked) == best + 1 + probe.PATIENCE and all(v > losses[best] for v in losses[best + 1:])
     assert fit.cv_fits == 5 * len(walked)
@@ -59,17 +63,21 @@ def test_warm_started_float32_cross_validation_matches_cold_float64_fits() -> No
     """The C path (warm starts, float32, the early stop) changes the cost, not the held-out scores or the C."""
     x, y = _blobs(120, 10, 3, seed=2)
     z = x.double() - x.double().mean(0)
-    c, scores, fits = probe.choose_c(z, y, 3, seed=0)
+    c, scores, fits = probe.choose_c(z, y, 3, seed=0, rule="lowest")
     cold: dict[str, float] = {}
     for key in scores:  # every C walked, each fold fitted from zeros in float64 to the final fit's tolerance
         logits = torch.empty(len(y), 3, dtype=torch.float64)
+        per_fold = []
         for held in probe.stratified_folds(y.tolist(), 5, seed=0):
             keep = torch.ones(len(y), dtype=torch.bool)
             keep[held] = False
             w, b, _ = probe.fit_logistic(z[keep], y[keep], 3, float(key))
             logits[held] = z[held] @ w.T + b
+            per_fold.append(float(torch.nn.functional.cross_entropy(logits[held], y[held])))
         cold[key] = float(torch.nn.functional.cross_entropy(logits, y))
         assert scores[key]["log_loss"] == pytest.approx(cold[key], abs=1e-4)
+        se = float(torch.tensor(per_fold).std()) / 5 ** 0.5
+        assert scores[key]["log_loss_se"] == pytest.approx(se, abs=1e-4)
     assert c == float(min(cold, key=lambda k: cold[k])) and fits == 5 * len(scores)
 
 
