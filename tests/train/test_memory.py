@@ -20,8 +20,11 @@ def test_a_frozen_run_keeps_nothing_for_the_backbone(config: Any, tmp_path: Path
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert optimised == {id(p) for p in head.parameters()}
     # features: plain tensors without a graph (not inference tensors: the head trains on them)
-    assert trainer.val_feats.grad_fn is None and not trainer.val_feats.requires_grad
-    assert not trainer.val_feats.is_inference()
+    val = trainer.val_feats.tensor()
+    batch, _ = next(iter(trainer.loader))
+    for feats in (val, batch):
+        assert feats.grad_fn is None and not feats.requires_grad
+        assert not feats.is_inference()
     trainer.write_start()
     trainer.checkpoint(trainer.fit_epoch(0))
     assert all(p.grad is None for p in backbone.parameters())
