@@ -38,6 +38,8 @@ class TrainConfig:
     probe: str = "lbfgs"
     #: lbfgs probe: its L2 strength (scikit-learn's C); None: chosen by cross-validation on the training split
     probe_c: float | None = None
+    #: lbfgs probe: how cross-validation picks C: "lowest" held-out log-loss or "one-standard-error"
+    probe_rule: str = "lowest"
     #: none|light|strong or named transforms (comma-separated); None: the adapter's safe default
     augment: str | None = None
     #: frozen policy: cache this many augmented passes of the training data (None: 4 with --augment, else 0)

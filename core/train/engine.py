@@ -343,7 +343,7 @@ class Trainer:
                 self.fitted = fitting.fit_cached_head(
                     self.model.head, self.train_feats, torch.tensor(self.train_targets), len(plan.classes),
                     seed=config.seed, class_weight=self.class_weight, label_smoothing=config.label_smoothing,
-                    c=config.probe_c)
+                    c=config.probe_c, rule=config.probe_rule)
             self.sampler = balance.make_sampler(config.sampler, self.train_targets, config.seed)
             self.loader = loaders.feature_loader(self.train_feats, self.train_targets, self.batch_size, self.sampler)
             self.trainable: torch.nn.Module = self.model.head

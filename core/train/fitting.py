@@ -33,9 +33,10 @@ DEFAULT_VIEWS = 4
 
 def fit_cached_head(head: nn.Module, features: Rows, targets: torch.Tensor, num_classes: int, *,
                     seed: int, class_weight: torch.Tensor | None, label_smoothing: float,
-                    c: float | None = None) -> dict[str, Any] | None:
+                    c: float | None = None, rule: str = probe.RULE) -> dict[str, Any] | None:
     """Fit ``head`` in place on cached training features (a linear probe with L2 strength ``c``, None: chosen
-    by cross-validation; streamed from the cache chunk by chunk); None when it is not a head fitted this way."""
+    by cross-validation under ``rule``; streamed from the cache chunk by chunk); None when it is not a head fitted
+    this way."""
     if isinstance(head, PrototypeHead):
         head.fit_prototypes(features.tensor(), targets)
         return {"method": "class-means (nearest prototype by cosine)"}
@@ -43,7 +44,7 @@ def fit_cached_head(head: nn.Module, features: Rows, targets: torch.Tensor, num_
     if layer is None:
         return None
     fit = probe.fit_probe(features, targets, num_classes, c=c, seed=seed, class_weight=class_weight,
-                          label_smoothing=label_smoothing)
+                          label_smoothing=label_smoothing, rule=rule)
     probe.load_into(layer, fit)
     return fit.to_dict()
 

@@ -22,7 +22,7 @@ def _blobs(n: int, d: int, classes: int, seed: int) -> tuple[torch.Tensor, torch
 def _file_rows(tmp_path: Path, x: torch.Tensor) -> FileRows:
     path = tmp_path / "features.safetensors"
     write_safetensors(path, {"features": x})
-    fh = open(path, "rb")  # noqa: SIM115 - kept open by the rows, closed with them
+    fh = open(path, "rb")  # kept open by the rows, closed with them
     layout = tensor_layout(fh, "features")
     assert layout is not None
     return FileRows(fh, layout)
@@ -32,7 +32,7 @@ def test_file_rows_read_a_shuffled_subset_in_chunks_of_a_fixed_size(tmp_path: Pa
     x = torch.randn(103, 5)
     monkeypatch.setattr(rows, "CHUNK_BYTES", 8 * 5 * 4)  # 8 rows a chunk
     every = _file_rows(tmp_path, x)
-    index = torch.randperm(103, generator=torch.Generator().manual_seed(0))[:70].tolist() + [3, 3]  # a repeat
+    index = [*torch.randperm(103, generator=torch.Generator().manual_seed(0))[:70].tolist(), 3, 3]  # a repeat
     subset = every.take(index)
     seen = torch.zeros(len(index), dtype=torch.long)
     sizes = []
@@ -80,10 +80,10 @@ def test_streamed_probe_equals_the_in_memory_fit(tmp_path: Path, monkeypatch: An
 def test_one_standard_error_rule_takes_the_most_regularised_c_within_one_se() -> None:
     scores = {c: {"log_loss": v, "log_loss_se": se} for c, v, se in
               [("0.1", 0.90, 0.05), ("0.3", 0.585, 0.05), ("1", 0.58, 0.04), ("3", 0.55, 0.04), ("10", 0.56, 0.1)]}
-    assert probe.pick(scores, 3) == 1  # 0.585 <= 0.55 + 0.04 < 0.90: C=0.3
-    assert probe.pick(scores, 3, "lowest") == 3
+    assert probe.pick(scores, 3, "one-standard-error") == 1  # 0.585 <= 0.55 + 0.04 < 0.90: C=0.3
+    assert probe.pick(scores, 3) == probe.pick(scores, 3, "lowest") == 3  # the default
     tight = {**scores, "3": {"log_loss": 0.55, "log_loss_se": 0.01}}
-    assert probe.pick(tight, 3) == 3  # nothing else within one SE: the lowest
+    assert probe.pick(tight, 3, "one-standard-error") == 3  # nothing else within one SE: the lowest
     with pytest.raises(ValueError, match="unknown rule"):
         probe.pick(scores, 3, "median")
 
@@ -99,7 +99,6 @@ def test_a_streamed_fit_keeps_peak_memory_far_below_the_features(tmp_path: Path,
     """Peak RSS (anonymous and file-backed pages alike) grows by a fraction of the features' size."""
     import gc
 
-    from graftzoo.storage import checked
     from graftzoo.train import features
 
     try:
@@ -108,7 +107,7 @@ def test_a_streamed_fit_keeps_peak_memory_far_below_the_features(tmp_path: Path,
         pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
     x, y = _blobs(8192, 512, 4, seed=5)  # 16 MB of float32, 32 MB as float64
     path = tmp_path / "f.safetensors"
-    checked.save_checked_with(path, lambda tmp: write_safetensors(tmp, {"features": x}), "features")
+    features._save(path, x)  # the cache's own writer, with its checksum record
     size = x.numel() * 4
     monkeypatch.setattr(rows, "CHUNK_BYTES", 256 * 1024)
     monkeypatch.setattr(probe, "IN_MEMORY_BYTES", 0)
@@ -141,3 +140,20 @@ def test_a_frozen_run_streams_its_cached_features_into_the_same_probe(config: An
     assert info["head_fit"]["C"] == plain["head_fit"]["C"]
     assert info["final"]["accuracy"] == plain["final"]["accuracy"]
     assert info["final"]["loss"] == pytest.approx(plain["final"]["loss"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_the_probe_rule_is_a_run_option_recorded_in_graft_json(config: Any, tmp_path: Path) -> None:
+    from graftzoo.errors import OptionError
+    from graftzoo.train.engine import train
+    from graftzoo.train.plan import plan_run
+
+    info = train(config(policy="frozen", refit=False, probe_rule="one-standard-error"), tmp_path / "run",
+                 progress=False)
+    fit = info["head_fit"]
+    assert info["config"]["probe_rule"] == "one-standard-error" and fit["rule"].startswith("one-standard-error")
+    assert fit["C"] == float(next(c for c, s in fit["cv"].items() if s["log_loss"] <= min(
+        v["log_loss"] + v["log_loss_se"] for v in fit["cv"].values() if v["log_loss"] == min(
+            w["log_loss"] for w in fit["cv"].values()))))
+    with pytest.raises(OptionError, match="probe_rule 'median'"):
+        plan_run(config(policy="frozen", probe_rule="median"))

@@ -38,11 +38,13 @@ def test_probe_chooses_c_by_cross_validation_and_falls_back_on_tiny_classes() ->
     assert fit.chosen_by == "cross-validation" and list(fit.scores) == walked
     losses = [fit.scores[k]["log_loss"] for k in walked]
     best = losses.index(min(losses))
-    assert 0 < best < len(probe.C_GRID) - 1
+    assert fit.c == probe.C_GRID[best] and 0 < best < len(probe.C_GRID) - 1
+    assert fit.to_dict()["rule"].startswith("lowest")
     # the one-standard-error rule: the smallest C within one standard error (across folds) of the lowest loss
+    one_se = probe.fit_probe(x, y, 2, rule="one-standard-error")
     bound = losses[best] + fit.scores[walked[best]]["log_loss_se"]
-    assert fit.c == probe.C_GRID[next(i for i, v in enumerate(losses) if v <= bound)] <= probe.C_GRID[best]
-    assert fit.to_dict()["rule"].startswith("one-standard-error")
+    assert one_se.scores == fit.scores and one_se.to_dict()["rule"].startswith("one-standard-error")
+    assert one_se.c == probe.C_GRID[next(i for i, v in enumerate(losses) if v <= bound)] < fit.c
     # the walk up the grid stopped PATIENCE points past the best, and those points were worse
     assert len(walked) == best + 1 + probe.PATIENCE and all(v > losses[best] for v in losses[best + 1:])
     assert fit.cv_fits == 5 * len(walked)
