@@ -119,10 +119,11 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
 @click.option("--probe-c", type=click.FloatRange(min=0, min_open=True), default=None, metavar="C",
               help="lbfgs probe: its L2 strength as scikit-learn's C (inverse regularisation) instead of the one "
                    "cross-validation chooses.")
-@click.option("--probe-rule", type=click.Choice(["lowest", "one-standard-error"]), default="lowest",
+@click.option("--probe-rule", type=click.Choice(["lowest", "one-standard-error", "accuracy"]), default="lowest",
               show_default=True,
-              help="lbfgs probe: how cross-validation picks C: the lowest held-out log-loss, or the most "
-                   "regularised C within one standard error (across folds) of it.")
+              help="lbfgs probe: how cross-validation picks C: the lowest held-out log-loss; the most "
+                   "regularised C within one standard error (across folds) of it; or the highest held-out accuracy "
+                   "(ties: the lower log-loss).")
 @click.option("--refit/--no-refit", default=None,
               help="After validation, retrain on train+validation for the epoch count (probe: the C) chosen on "
                    "validation. Default: on for the frozen probe (one more fit) and for few-shot or small "

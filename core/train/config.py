@@ -38,7 +38,7 @@ class TrainConfig:
     probe: str = "lbfgs"
     #: lbfgs probe: its L2 strength (scikit-learn's C); None: chosen by cross-validation on the training split
     probe_c: float | None = None
-    #: lbfgs probe: how cross-validation picks C: "lowest" held-out log-loss or "one-standard-error"
+    #: lbfgs probe: how cross-validation picks C: "lowest" held-out log-loss, "one-standard-error" or "accuracy"
     probe_rule: str = "lowest"
     #: none|light|strong or named transforms (comma-separated); None: the adapter's safe default
     augment: str | None = None

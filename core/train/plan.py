@@ -160,8 +160,8 @@ def plan_run(config: TrainConfig, data: LabelledData | None = None, registry: Re
     policy = plugins.get("freeze_policies", config.policy)
     head = plugins.get("heads", config.head)
     check_policy_options(config, policy)
-    if config.probe_rule not in ("lowest", "one-standard-error"):
-        raise OptionError(f"probe_rule {config.probe_rule!r}: use lowest or one-standard-error")
+    if config.probe_rule not in ("lowest", "one-standard-error", "accuracy"):
+        raise OptionError(f"probe_rule {config.probe_rule!r}: use lowest, one-standard-error or accuracy")
     config.policy_extra = typed_options(policy, config.policy_extra, "--policy-option")
     from graftzoo.train.hardware import check_hardware
 

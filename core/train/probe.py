@@ -80,7 +80,8 @@ IN_MEMORY_BYTES = 4 * 2**20
 #: How ``C`` is chosen from the cross-validation scores (``--probe-rule``): see the module doc.
 RULES = {"lowest": "the C with the lowest mean held-out log-loss",
          "one-standard-error": "the smallest C whose mean held-out log-loss over the folds is within one standard "
-                               "error (across folds) of the lowest"}
+                               "error (across folds) of the lowest",
+         "accuracy": "the C with the highest held-out accuracy, ties to the lowest held-out log-loss"}
 RULE = "lowest"
 
 
@@ -311,9 +312,11 @@ def pick(scores: dict[str, dict[str, float]], best: int, rule: str = RULE) -> in
     index of the lowest log-loss."""
     if rule == "lowest":
         return best
+    walked = list(scores.values())
+    if rule == "accuracy":
+        return max(range(len(walked)), key=lambda i: (walked[i]["accuracy"], -walked[i]["log_loss"]))
     if rule != "one-standard-error":
         raise ValueError(f"unknown rule {rule!r}: one of {', '.join(RULES)}")
-    walked = list(scores.values())
     bound = walked[best]["log_loss"] + walked[best]["log_loss_se"]
     return next(i for i, s in enumerate(walked) if s["log_loss"] <= bound)
 

@@ -77,13 +77,15 @@ def test_streamed_probe_equals_the_in_memory_fit(tmp_path: Path, monkeypatch: An
     assert torch.allclose(streamed.bias, memory.bias, atol=1e-4)
 
 
-def test_one_standard_error_rule_takes_the_most_regularised_c_within_one_se() -> None:
-    scores = {c: {"log_loss": v, "log_loss_se": se} for c, v, se in
-              [("0.1", 0.90, 0.05), ("0.3", 0.585, 0.05), ("1", 0.58, 0.04), ("3", 0.55, 0.04), ("10", 0.56, 0.1)]}
+def test_rules_for_c_lowest_loss_one_standard_error_and_accuracy() -> None:
+    scores = {c: {"log_loss": v, "log_loss_se": se, "accuracy": acc} for c, v, se, acc in
+              [("0.1", 0.90, 0.05, 0.7), ("0.3", 0.585, 0.05, 0.8), ("1", 0.58, 0.04, 0.8), ("3", 0.55, 0.04, 0.78),
+               ("10", 0.56, 0.1, 0.75)]}
     assert probe.pick(scores, 3, "one-standard-error") == 1  # 0.585 <= 0.55 + 0.04 < 0.90: C=0.3
     assert probe.pick(scores, 3) == probe.pick(scores, 3, "lowest") == 3  # the default
     tight = {**scores, "3": {"log_loss": 0.55, "log_loss_se": 0.01}}
     assert probe.pick(tight, 3, "one-standard-error") == 3  # nothing else within one SE: the lowest
+    assert probe.pick(scores, 3, "accuracy") == 2  # the best accuracy, 0.8, twice: the lower log-loss
     with pytest.raises(ValueError, match="unknown rule"):
         probe.pick(scores, 3, "median")
 
