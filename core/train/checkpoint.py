@@ -1,10 +1,12 @@
-"""Per-epoch checkpoints: written atomically, read with ``weights_only=True``.
+"""Epoch checkpoints: written atomically, read with ``weights_only=True``.
 
 A checkpoint holds what the run cannot rebuild: the trainable state (the whole
 model, or only the head when the backbone is frozen and never changes), the
 optimiser, scheduler and policy state, the history and the RNG state.
 
-The engine hands each epoch's checkpoint to a ``CheckpointWriter``: the state
+The engine hands an epoch's checkpoint to a ``CheckpointWriter`` (every epoch's,
+unless epochs are so short that checkpoints would pass about 1% of the
+training time: ``engine.Trainer._checkpoint_due``): the state
 is serialised at once into memory (11 ms for 27 MB; the bytes are the
 snapshot, no second copy of the tensors), and written, flushed to disk and
 renamed in a background thread while the next epoch trains (measured in

@@ -134,6 +134,11 @@ def _with_baseline(plan: RunPlan, out: Path, info: dict[str, Any], echo: Echo | 
     return compare_baseline(out, info, base, echo)
 
 
+#: Training seconds since the last checkpoint, in units of what it cost to serialise, after which the next epoch
+#: is checkpointed (``Trainer._checkpoint_due``).
+CHECKPOINT_BUDGET = 100
+
+
 #: ``--refit`` is on by default for classification data with at most this many labelled samples per class, or
 #: at most ``SMALL_DATA`` in all: there a fifth held out for validation is a real loss and one more training
 #: run is cheap. Measured (issue 15, 400 sentiment sentences, MiniLM ``--policy full``, 600 held-out): 0.7517
@@ -214,6 +219,8 @@ class Trainer:
         self.timing: dict[str, float] = {}
         self.info: dict[str, Any] = {}
         self.writer = CheckpointWriter()  # each epoch's checkpoint is written while the next one trains
+        self.checkpointed = 0  # epochs in the checkpoint on disk (or being written)
+        self.since_checkpoint = [0.0, 0.0]  # seconds trained since the last checkpoint, what it cost to serialise
 
     def run(self) -> dict[str, Any]:
         """set up, build, prepare features, optimiser, write; then fit and checkpoint each epoch; finish."""
@@ -249,7 +256,7 @@ class Trainer:
             self.writer.wait()  # the epochs said to be checkpointed are on disk
             if self.main:
                 write_json(self.out / INFO, {**self.info, "status": "interrupted", "epochs": self.history})
-            raise TrainingError(f"interrupted during epoch {epoch + 1}; {len(self.history)} epoch(s) are "
+            raise TrainingError(f"interrupted during epoch {epoch + 1}; {self.checkpointed} epoch(s) are "
                                 f"checkpointed in {self.out}; continue with 'graft tune --resume {self.out}'"
                                 ) from None
 
@@ -437,7 +444,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.policy.load_state_dict(state["policy"])
         self.history, self.early = list(state["history"]), dict(state["early"])
-        self.start = int(state["epoch"])
+        self.start = self.checkpointed = int(state["epoch"])
         torch.set_rng_state(state["rng"])
         self.say(f"resuming {self.out} at epoch {self.start + 1}/{self.config.epochs}")
 
@@ -530,21 +537,42 @@ class Trainer:
         self.history.append(row)
         if self.config.log_with:
             tracking.log_epoch(self.accelerator, self.step, row)
+        due = self._checkpoint_due(row)
         if self.main:
             from graftzoo.train.artifacts import write_metrics
 
-            trained = {"head": self.model.head.state_dict()} if self.cached else {"model": self.model.state_dict()}
             history = list(self.history)
-            self.writer.submit(self.out, {
-                "epoch": row["epoch"], **trained, "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "policy": self.policy.state_dict(),
-                "history": history, "early": self.early, "rng": torch.get_rng_state()},
-                then=lambda: write_metrics(self.out, history))
+            if due:
+                t0 = time.perf_counter()
+                trained = {"head": self.model.head.state_dict()} if self.cached else {"model": self.model.state_dict()}
+                self.writer.submit(self.out, {
+                    "epoch": row["epoch"], **trained, "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "policy": self.policy.state_dict(),
+                    "history": history, "early": self.early, "rng": torch.get_rng_state()},
+                    then=lambda: write_metrics(self.out, history))
+                self.since_checkpoint = [0.0, time.perf_counter() - t0]
+            else:
+                write_metrics(self.out, history)
+        if due:
+            self.checkpointed = int(row["epoch"])
         self.say(_epoch_line(row, self.config.epochs))
         self.accelerator.wait_for_everyone()
         if self.on_epoch_end is not None:
             self.writer.wait()  # a hook sees the epoch's checkpoint on disk (it may stop or inspect the run)
             self.on_epoch_end(row["epoch"], row)
+
+    def _checkpoint_due(self, row: dict[str, Any]) -> bool:
+        """Whether this epoch is checkpointed: when the training since the last checkpoint took at least
+        ``CHECKPOINT_BUDGET`` times what that one cost to serialise (so checkpoints take at most about 1% of the
+        training time), and always after the first and the last epoch, before an early stop and with an epoch hook
+        (it may stop or inspect the run). Epochs of seconds or more are each checkpointed; on a short fine-tune the
+        per-epoch checkpoint was 4% of the time (bench/engine_bench.py), and a kill now costs at most 100 times a
+        checkpoint's serialisation of training (about 2 s there) besides the epoch it interrupts."""
+        self.since_checkpoint[0] += float(row.get("seconds", 0.0))
+        trained, cost = self.since_checkpoint
+        last = row["epoch"] >= self.config.epochs or self.early["bad"] >= (self.config.early_stopping or 1 << 30)
+        return (self.checkpointed == self.start or last or self.on_epoch_end is not None
+                or trained >= CHECKPOINT_BUDGET * cost)
 
     def finish(self) -> dict[str, Any]:
         """Best epoch's weights (early stopping), final validation, weights, graft.json, plots and card."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -43,3 +44,48 @@ def test_a_failed_write_is_raised_at_the_next_wait_and_only_once(tmp_path: Path)
     writer.wait()
     state = load_checkpoint(tmp_path)
     assert state is not None and state["epoch"] == 3
+
+
+@pytest.mark.parametrize(("budget", "expected"), [(0, [1, 2, 3, 4, 5, 6]), (10**9, [1, 6])])
+def test_short_epochs_are_checkpointed_within_a_time_budget(config: Any, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, budget: int,
+                                                            expected: list[int]) -> None:
+    """A checkpoint costs at most 1/CHECKPOINT_BUDGET of the training time; the first and last epochs always have
+    one, and metrics.jsonl still gets every epoch."""
+    import json
+
+    from graftzoo.train import engine
+
+    written: list[int] = []
+    submit = CheckpointWriter.submit
+
+    def recorded(self: CheckpointWriter, out: Path, state: dict[str, Any], then: Any = None) -> None:
+        written.append(state["epoch"])
+        submit(self, out, state, then)
+
+    monkeypatch.setattr(CheckpointWriter, "submit", recorded)
+    monkeypatch.setattr(engine, "CHECKPOINT_BUDGET", budget)
+    engine.train(config(policy="full", epochs=6, refit=False), tmp_path / "run", progress=False)
+    assert written == expected  # (a complete run then removes its checkpoint)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_interruption_says_how_many_epochs_the_checkpoint_holds(config: Any, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from graftzoo.errors import TrainingError
+    from graftzoo.train import engine
+
+    monkeypatch.setattr(engine, "CHECKPOINT_BUDGET", 10**9)  # only the first epoch's checkpoint before the stop
+    fit_epoch = engine.Trainer.fit_epoch
+
+    def interrupted_at_four(self: Any, epoch: int) -> Any:
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return fit_epoch(self, epoch)
+
+    monkeypatch.setattr(engine.Trainer, "fit_epoch", interrupted_at_four)
+    with pytest.raises(TrainingError, match=r"interrupted during epoch 4; 1 epoch\(s\) are checkpointed"):
+        engine.train(config(policy="full", epochs=6, refit=False), tmp_path / "run", progress=False)
+    state = load_checkpoint(tmp_path / "run")
+    assert state is not None and state["epoch"] == 1
