@@ -255,7 +255,8 @@ class Trainer:
         except KeyboardInterrupt:
             self.writer.wait()  # the epochs said to be checkpointed are on disk
             if self.main:
-                write_json(self.out / INFO, {**self.info, "status": "interrupted", "epochs": self.history})
+                write_json(self.out / INFO, {**self.info, "status": "interrupted",  # the epochs a resume keeps
+                                             "epochs": self.history[:self.checkpointed]})
             raise TrainingError(f"interrupted during epoch {epoch + 1}; {self.checkpointed} epoch(s) are "
                                 f"checkpointed in {self.out}; continue with 'graft tune --resume {self.out}'"
                                 ) from None

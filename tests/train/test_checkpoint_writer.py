@@ -89,3 +89,7 @@ def test_an_interruption_says_how_many_epochs_the_checkpoint_holds(config: Any, 
         engine.train(config(policy="full", epochs=6, refit=False), tmp_path / "run", progress=False)
     state = load_checkpoint(tmp_path / "run")
     assert state is not None and state["epoch"] == 1
+    from graftzoo.train.run import read_info
+
+    info = read_info(tmp_path / "run")  # graft.json lists the epochs a resume keeps, as the checkpoint does
+    assert info["status"] == "interrupted" and [r["epoch"] for r in info["epochs"]] == [1]
