@@ -552,7 +552,8 @@ class Trainer:
                     "history": history, "early": self.early, "rng": torch.get_rng_state()},
                     then=lambda: write_metrics(self.out, history))
                 self.since_checkpoint = [0.0, time.perf_counter() - t0]
-            else:
+            else:  # after the pending write, whose own metrics.jsonl (one epoch shorter) must not land last
+                self.writer.wait()
                 write_metrics(self.out, history)
         if due:
             self.checkpointed = int(row["epoch"])
