@@ -240,7 +240,10 @@ def parse_extra(spec: str) -> tuple[str, str, str, Any]:
     modality, policy, flag = spec.split(":", 2)
     key, sep, value = flag.partition("=")
     switch = {"true": True, "false": False}.get(value.lower()) if sep else True
-    return modality, policy, key.replace("-", "_"), value if switch is None else switch
+    if switch is not None:
+        return modality, policy, key.replace("-", "_"), switch
+    number = value.replace(".", "", 1).isdigit()
+    return modality, policy, key.replace("-", "_"), (float(value) if "." in value else int(value)) if number else value
 
 
 def graft_rows(task: Task, out: Path, policies: Sequence[str], epochs: int,

@@ -108,7 +108,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
                    "randaugment, trivialaugment, colorjitter; audio: noise, speed, pitch, specaugment; text: none). "
                    "Default: the adapter's safe choice (vision/audio light: no flips, mild crops; text none).")
 @click.option("--augment-views", type=click.IntRange(min=0), default=None, metavar="K",
-              help="frozen: cache K augmented passes of the training data (default 4 with --augment, else 0).")
+              help="frozen: cache K augmented passes of the training data (default 4 with --augment; else, on "
+                   "at most 1,000 training samples, the adapter's own count: 4 for speech, 0 for vision and text).")
 @click.option("--crop-pct", type=click.FloatRange(0.1, 1.0), default=None,
               help="Vision evaluation: centre-crop fraction (default: the model's own, e.g. 0.875, for a frozen "
                    "backbone; for a fine-tuned one the crop its training crops match, 0.9472 with light "

@@ -153,6 +153,28 @@ def check_features(backbone: Backbone, samples: Sequence[Any]) -> torch.Tensor:
     return first
 
 
+def check_default_views(backbone: Backbone, samples: Sequence[Any], draws: int = 4) -> None:
+    """``default_views`` is a count, and when it is not 0, training collation differs between torch seeds: a
+    frozen run on small data caches that many views of it (``torch.manual_seed`` before each), and equal views
+    would only repeat the plain features."""
+    import torch
+
+    what = _name(backbone)
+    views = backbone.default_views
+    if isinstance(views, bool) or not isinstance(views, int) or views < 0:
+        raise fail(what, f"default_views is {views!r}", "set it to a count of views (0 for none)")
+    if not views:
+        return
+    with torch.random.fork_rng():
+        batches = []
+        for seed in range(draws):
+            torch.manual_seed(seed)
+            batches.append(_collate(backbone, samples, train=True))
+    if all(batch_equal(batches[0], b) for b in batches[1:]):
+        raise fail(what, f"default_views is {views} but collate(samples, train=True) gave the same batch for "
+                         f"{draws} torch seeds", "draw augmentation from torch's generator, or set default_views = 0")
+
+
 def check_group_order(backbone: Backbone, samples: Sequence[Any]) -> None:
     """Every group affects the features, and forward() reaches the groups in the order groups() lists them."""
     import torch
@@ -260,6 +282,7 @@ def check_backbone(backbone: Backbone, samples: Sequence[Any]) -> torch.Tensor:
     check_groups(backbone)
     check_preprocessing(backbone)
     features = check_features(backbone, samples)
+    check_default_views(backbone, samples)
     check_group_order(backbone, samples)
     check_lora_targets(backbone)
     check_batch_mixer(backbone, samples)

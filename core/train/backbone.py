@@ -39,6 +39,11 @@ class Backbone(nn.Module):
     channels_last: bool = False
     #: True when ``forward_tokens`` is implemented (token classification).
     supports_tokens: bool = False
+    #: Augmented views (``collate(train=True)`` passes) a frozen run on small data caches when the user sets
+    #: neither ``--augment`` nor ``--augment-views``. 0, the default, is the linear-probe protocol (plain
+    #: features only); an adapter whose own augmentation is known to help a probe on its features sets a count
+    #: (the speech adapters: noise, as speaker-recognition back-ends are trained on noise-augmented embeddings).
+    default_views: int = 0
 
     def groups(self) -> list[tuple[str, nn.Module]]:
         """Layer groups from input to output; every parameter is in exactly one."""

@@ -42,7 +42,8 @@ class TrainConfig:
     probe_rule: str = "lowest"
     #: none|light|strong or named transforms (comma-separated); None: the adapter's safe default
     augment: str | None = None
-    #: frozen policy: cache this many augmented passes of the training data (None: 4 with --augment, else 0)
+    #: frozen policy: cache this many augmented passes of the training data (None: 4 with --augment, else the
+    #: adapter's default_views on small data; the run writes the count it used)
     augment_views: int | None = None
     #: evaluation centre-crop fraction (vision); None: the model's own
     crop_pct: float | None = None

@@ -144,7 +144,7 @@ CHECKPOINT_BUDGET = 100
 #: run is cheap. Measured (issue 15, 400 sentiment sentences, MiniLM ``--policy full``, 600 held-out): 0.7517
 #: trained on the 320 left after the split, 0.7767 refitted on all 400 (a plain transformers loop on 400: 0.7717).
 FEW_SHOT_PER_CLASS = 20
-SMALL_DATA = 1000
+SMALL_DATA = fitting.SMALL_DATA
 
 
 def refit_reason(plan: RunPlan, info: dict[str, Any]) -> str | None:
@@ -351,7 +351,7 @@ class Trainer:
                 self.fitted = fitting.fit_cached_head(
                     self.model.head, self.train_feats, torch.tensor(self.train_targets), len(plan.classes),
                     seed=config.seed, class_weight=self.class_weight, label_smoothing=config.label_smoothing,
-                    c=config.probe_c, rule=config.probe_rule)
+                    c=config.probe_c, rule=config.probe_rule, groups=self.view_groups)
             self.sampler = balance.make_sampler(config.sampler, self.train_targets, config.seed)
             self.loader = loaders.feature_loader(self.train_feats, self.train_targets, self.batch_size, self.sampler)
             self.trainable: torch.nn.Module = self.model.head
@@ -380,15 +380,28 @@ class Trainer:
         check_features(self.model, feats.take(range(min(2, len(feats)))).tensor(), plan.entry, len(plan.classes))
         self.val_feats: Rows = feats.take(split.val)
         self.train_feats: Rows = feats.take(split.train)
-        views = fitting.views_wanted(config.augment, config.augment_views)
+        self._add_views(key, batch)
+        self.timing["features_seconds"] = round(time.perf_counter() - t_feat, 4)
+
+    def _add_views(self, key: str | None, batch: int) -> None:
+        """``--augment-views`` (or the default, ``fitting.views_wanted``) augmented passes appended to the training
+        features; each row's sample is kept for the probe's cross-validation."""
+        plan, config, split = self.plan, self.config, self.plan.split
+        views = fitting.views_wanted(config.augment, config.augment_views, n_train=len(split.train),
+                                     default_views=self.model.backbone.default_views)
+        self.view_groups: torch.Tensor | None = None
         if views:
             extra = fitting.augmented_views(self.model.backbone, plan.data, split.train, views, key=key,
                                             seed=config.seed, batch_size=batch, device=self.accelerator.device,
                                             progress=self.progress and self.main)
             self.train_feats = ConcatRows([self.train_feats, *extra])
             self.train_targets = self.train_targets * (views + 1)
-            self.say(f"frozen: {views} augmented view(s) of the training data cached with the plain features")
-        self.timing["features_seconds"] = round(time.perf_counter() - t_feat, 4)
+            self.view_groups = torch.arange(len(split.train)).repeat(views + 1)
+            why = "" if config.augment_views is not None else (
+                " (the adapter's default for small data; --augment-views 0 for none)" if config.augment is None
+                else f" (--augment {config.augment}; --augment-views K for another number)")
+            self.say(f"frozen: {views} augmented view(s) of the training data cached with the plain features{why}")
+        config.augment_views = views  # graft.json says how many; a resume and the refit use as many
 
     def _make_loss(self) -> mixing.Loss:
         """Cross-entropy with ``--label-smoothing`` and, for imbalanced classes, ``--class-weights`` (unless

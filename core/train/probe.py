@@ -272,27 +272,24 @@ def _held_out(data: _Data, y: torch.Tensor, fold_of: torch.Tensor, parts: list[_
 
 
 def choose_c(x: torch.Tensor | _Data, y: torch.Tensor, n_classes: int, *, grid: Sequence[float] = C_GRID,
-             folds: int | None = None,
+             folds: int | None = None, groups: torch.Tensor | None = None,
              seed: int = 0, class_weight: torch.Tensor | None = None, label_smoothing: float = 0.0,
              patience: int = PATIENCE, rule: str = RULE) -> tuple[float, dict[str, dict[str, float]], int]:
     """The ``C`` chosen by ``rule`` from the held-out log-loss over stratified folds of (x, y), the scores, and
     the fits made. ``x``: centred features, or the training rows as ``fit_probe`` streams them.
 
-    ``folds`` None: ``FOLDS``, or ``LARGE_FOLDS`` from ``LARGE`` samples on.
-    The grid is walked upwards, each fold warm-started from its solution at the previous ``C``, and the walk
-    stops ``patience`` points past the lowest log-loss so far. With fewer than two samples in the smallest class
-    no folds can be made: ``C = 1`` (scikit-learn's default) is returned with empty scores.
+    ``folds`` None: ``FOLDS``, or ``LARGE_FOLDS`` from ``LARGE`` samples on. ``groups``: the sample each row
+    was made from (``0..n-1``), when rows are augmented views of samples: a sample's rows are held out
+    together (grouped k-fold), else a view of a held-out sample would sit in the fitted part and every C would
+    look perfect. The grid is walked upwards, each fold warm-started from its solution at the previous ``C``,
+    and the walk stops ``patience`` points past the lowest log-loss so far. With fewer than two samples in the
+    smallest class no folds can be made: ``C = 1`` (scikit-learn's default) is returned with empty scores.
     """
     data = x if isinstance(x, _Data) else _Data(int(x.shape[0]), int(x.shape[1]), memory=x)
-    counts = torch.bincount(y, minlength=n_classes)
-    if folds is None:
-        folds = FOLDS if len(y) < LARGE else LARGE_FOLDS
-    k = min(folds, int(counts[counts > 0].min()))
-    if k < 2:
+    fold_of = _assign_folds(y, n_classes, folds, groups, seed)
+    if fold_of is None:
         return 1.0, {}, 0
-    fold_of = torch.empty(len(y), dtype=torch.long)
-    for i, held in enumerate(stratified_folds(y.tolist(), k, seed)):
-        fold_of[held] = i
+    k = int(fold_of.max()) + 1
     parts = [_Fold(data.subset(fold_of != i)) for i in range(k)]
     scores: dict[str, dict[str, float]] = {}
     grid = sorted(grid)
@@ -308,6 +305,28 @@ def choose_c(x: torch.Tensor | _Data, y: torch.Tensor, n_classes: int, *, grid: 
         elif i - best >= patience:
             break
     return grid[pick(scores, best, rule)], scores, len(scores) * k
+
+
+def _assign_folds(y: torch.Tensor, n_classes: int, folds: int | None, groups: torch.Tensor | None,
+                  seed: int) -> torch.Tensor | None:
+    """Each row's cross-validation fold (stratified by class, whole groups at a time), or None when the
+    smallest class has fewer than two samples."""
+    if groups is None:
+        groups = torch.arange(len(y))
+    size = int(groups.max()) + 1 if len(groups) else 0
+    first = torch.full((size,), len(groups), dtype=torch.long).scatter_reduce(  # each sample's first row
+        0, groups, torch.arange(len(groups)), reduce="amin")
+    sample_y = y[first]
+    counts = torch.bincount(sample_y, minlength=n_classes)
+    if folds is None:
+        folds = FOLDS if len(sample_y) < LARGE else LARGE_FOLDS
+    k = min(folds, int(counts[counts > 0].min())) if len(sample_y) else 0
+    if k < 2:
+        return None
+    sample_fold = torch.empty(len(sample_y), dtype=torch.long)
+    for i, held in enumerate(stratified_folds(sample_y.tolist(), k, seed)):
+        sample_fold[held] = i
+    return sample_fold[groups]
 
 
 def pick(scores: dict[str, dict[str, float]], best: int, rule: str = RULE) -> int:
@@ -326,19 +345,20 @@ def pick(scores: dict[str, dict[str, float]], best: int, rule: str = RULE) -> in
 
 def fit_probe(features: torch.Tensor | Rows, targets: torch.Tensor, n_classes: int, *, c: float | None = None,
               chosen_by: str = "given", seed: int = 0, class_weight: torch.Tensor | None = None,
-              label_smoothing: float = 0.0, rule: str = RULE) -> ProbeFit:
+              label_smoothing: float = 0.0, rule: str = RULE, groups: torch.Tensor | None = None) -> ProbeFit:
     """Centre, choose ``C`` by cross-validation (unless given; ``chosen_by`` says where it came from), fit on all
     of ``features`` with it: first in float32, then polished in float64 to ``TOLERANCE``.
 
     ``features``: a tensor, or rows read chunk by chunk (``graftzoo.train.rows``). The returned weight and bias
-    act on the raw (uncentred) features. ``rule``: how cross-validation picks ``C`` (``RULES``).
+    act on the raw (uncentred) features. ``rule``: how cross-validation picks ``C`` (``RULES``); ``groups``: the
+    sample each row was made from, when rows are augmented views (``choose_c``).
     """
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}: one of {', '.join(RULES)}")
     rows = features if isinstance(features, Rows) else TensorRows(features)
     with _threads_for(rows.n * rows.dim * n_classes):
         return _fit_probe(rows, targets, n_classes, c, chosen_by, seed=seed, class_weight=class_weight,
-                          label_smoothing=label_smoothing, rule=rule)
+                          label_smoothing=label_smoothing, rule=rule, groups=groups)
 
 
 @contextmanager
@@ -371,14 +391,15 @@ def _prepare(rows: Rows) -> tuple[_Data, torch.Tensor, torch.Tensor | None, str]
 
 
 def _fit_probe(rows: Rows, targets: torch.Tensor, n_classes: int, c: float | None, chosen_by: str, *,
-               seed: int, class_weight: torch.Tensor | None, label_smoothing: float, rule: str) -> ProbeFit:
+               seed: int, class_weight: torch.Tensor | None, label_smoothing: float, rule: str,
+               groups: torch.Tensor | None) -> ProbeFit:
     data, mean, basis, how = _prepare(rows)
     y = targets.long()
     scores: dict[str, dict[str, float]] = {}
     fits = 0
     if c is None:
         c, scores, fits = choose_c(data, y, n_classes, seed=seed, class_weight=class_weight,
-                                   label_smoothing=label_smoothing, rule=rule)
+                                   label_smoothing=label_smoothing, rule=rule, groups=groups)
         chosen_by = "cross-validation" if scores else "default (too few samples per class to cross-validate)"
     options: dict[str, Any] = {"class_weight": class_weight, "label_smoothing": label_smoothing}
     every = data.subset()

@@ -153,6 +153,13 @@ class EvenOnlyMixer(ReferenceBackbone):
         return Mixup(mixup_alpha=0.4, num_classes=num_classes, label_smoothing=0.0)
 
 
+class FixedAugmentation(ReferenceBackbone):
+    """Asks for augmented views of a frozen run, but its training collation (a fixed flip) is the same for every
+    seed: the views would repeat one set of features."""
+
+    default_views = 4
+
+
 class UnsavedFineTuning(ReferenceBackbone):
     """Changes its pipeline for fine-tuning without returning the option: a saved run would rebuild another one."""
 

@@ -54,6 +54,8 @@ def test_reference_adapter_passes_every_builtin_policy(graftzoo_plugin: Callable
     (broken.HardTargetMixer, r"batch_mixer\(\) returned targets a Tensor of shape \(3,\), not soft targets"),
     (broken.UnseededMixer, r"batch_mixer\(\) mixes differently for the same torch seed"),
     (broken.EvenOnlyMixer, r"batch_mixer\(\) failed on a batch of 3: AssertionError"),
+    (broken.FixedAugmentation, r"default_views is 4 but collate\(samples, train=True\) gave the same batch "
+                               r"for 4 torch seeds"),
 ])
 def test_broken_backbone_fails_with_named_problem(backbone: type[ReferenceBackbone], message: str) -> None:
     with pytest.raises(ConformanceError, match=message):

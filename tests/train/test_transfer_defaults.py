@@ -55,6 +55,41 @@ def test_probe_chooses_c_by_cross_validation_and_falls_back_on_tiny_classes() ->
     assert all(sum(1 for i in f if i < 6) == 3 for f in folds)
 
 
+def test_cross_validation_holds_out_a_sample_with_its_augmented_views() -> None:
+    """Rows that are views of one sample share a fold; without that, a view of each held-out sample sits in
+    the fitted part, every C looks right and the weakest regularisation wins."""
+    g = torch.Generator().manual_seed(4)
+    n, views = 40, 4
+    x = torch.randn(n, 64, generator=g)  # more dimensions than samples: any labelling is separable
+    y = torch.arange(n) % 2  # labels unrelated to the features: there is nothing to learn
+    rows = torch.cat([x + 0.01 * torch.randn(n, 64, generator=g) for _ in range(views + 1)])
+    groups = torch.arange(n).repeat(views + 1)
+    targets = y.repeat(views + 1)
+    fold_of = probe._assign_folds(targets, 2, None, groups, seed=0)
+    assert fold_of is not None and int(fold_of.max()) == 4
+    assert all(len(set(fold_of[groups == i].tolist())) == 1 for i in range(n))  # a sample's rows: one fold
+    assert all(int((targets[fold_of == f] == 1).sum()) == 4 * (views + 1) for f in range(5))  # stratified
+    assert torch.equal(probe._assign_folds(y, 2, None, None, seed=0),  # no groups: the plain stratified folds
+                       probe._assign_folds(y, 2, None, torch.arange(n), seed=0))
+    leaky, scores, _ = probe.choose_c(rows - rows.mean(0), targets, 2, seed=0)
+    grouped, grouped_scores, _ = probe.choose_c(rows - rows.mean(0), targets, 2, seed=0, groups=groups)
+    assert scores[f"{leaky:g}"]["accuracy"] > 0.9 and leaky >= 10  # memorised views "generalise"
+    assert grouped_scores[f"{grouped:g}"]["accuracy"] < 0.75 and grouped <= 0.01  # chance: regularise fully
+    fit = probe.fit_probe(rows, targets, 2, groups=groups)
+    assert fit.c == grouped
+
+
+def test_frozen_views_follow_the_flags_then_the_adapter_on_small_data() -> None:
+    from graftzoo.train.fitting import DEFAULT_VIEWS, SMALL_DATA, views_wanted
+
+    assert views_wanted(None, 2, default_views=0, n_train=10**6) == 2  # --augment-views K: as asked
+    assert views_wanted("light", None, default_views=0, n_train=10**6) == DEFAULT_VIEWS  # --augment: K=4
+    assert views_wanted(" None", None, default_views=3, n_train=10) == 0
+    assert views_wanted(None, None, default_views=3, n_train=SMALL_DATA) == 3  # the adapter's, on small data
+    assert views_wanted(None, None, default_views=3, n_train=SMALL_DATA + 1) == 0
+    assert views_wanted(None, None, default_views=0, n_train=10) == 0  # the linear-probe protocol
+
+
 def _blobs(n: int, d: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % classes
@@ -108,7 +143,8 @@ def test_frozen_run_fits_the_probe_to_convergence_and_beats_fixed_epochs(config:
 
 
 @pytest.mark.slow
-def test_frozen_with_augmentation_caches_augmented_views(config: Any, tmp_path: Path, graftzoo_home: Path) -> None:
+def test_frozen_with_augmentation_caches_augmented_views(config: Any, tmp_path: Path, graftzoo_home: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     lines: list[str] = []
     config = functools.partial(config, refit=False)  # a refit would cache views of train+validation too
     train(config(policy="frozen", augment="light"), tmp_path / "a", progress=False, echo=lines.append)
@@ -119,8 +155,17 @@ def test_frozen_with_augmentation_caches_augmented_views(config: Any, tmp_path: 
     assert any("2 augmented view(s)" in line for line in lines)
     assert len(list((graftzoo_home / "features").glob("*.safetensors"))) == 5  # views 0-1 reused from the cache
     lines.clear()
-    train(config(policy="frozen", augment="none"), tmp_path / "c", progress=False, echo=lines.append)
-    assert not any("augmented view" in line for line in lines)
+    info = train(config(policy="frozen", augment="none"), tmp_path / "c", progress=False, echo=lines.append)
+    assert not any("augmented view" in line for line in lines) and info["config"]["augment_views"] == 0
+    lines.clear()
+    info = train(config(policy="frozen"), tmp_path / "d", progress=False, echo=lines.append)
+    assert not any("augmented view" in line for line in lines) and info["config"]["augment_views"] == 0
+    lines.clear()  # an adapter that asks for views on small data gets them, recorded for a resume and the refit
+    monkeypatch.setattr(tiny.TinyCNN, "default_views", 3)
+    info = train(config(policy="frozen"), tmp_path / "e", progress=False, echo=lines.append)
+    assert any("3 augmented view(s)" in line and "the adapter's default for small data" in line for line in lines)
+    assert info["config"]["augment_views"] == 3 and info["head_fit"]["cv_folds"] == 5
+    assert json.loads((tmp_path / "e" / "graft.json").read_text())["config"]["augment_views"] == 3
 
 
 @pytest.mark.slow

@@ -118,7 +118,7 @@ class SpeakerEncoder(Backbone):
         """Paths or waveforms -> padded partial-window mels ``[B, K, 160, 40]`` and a mask ``[B, K]``.
 
         Training applies ``--augment`` (``graftzoo_speech.augment``; by default
-        a little white noise at 30-50 dB SNR and a random start offset of up
+        white noise at 10-30 dB SNR and a random start offset of up
         to 0.1 s, so the head does not learn the exact samples).
         """
         s = self.settings
@@ -170,6 +170,7 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
     model = SpeakerEncoder(settings, scale=scale)
     model.augment_name = str(given.get("augment") or augment.DEFAULT)
     model.augment = augment.settings(given.get("augment"), entry.id)
+    model.default_views = augment.FROZEN_VIEWS if model.augment else 0
     if weights is not None:
         state = convert_state_dict(load_state_dict(Path(weights)))
         missing, unexpected = model.state_dict().keys() - state.keys(), state.keys() - model.state_dict().keys()

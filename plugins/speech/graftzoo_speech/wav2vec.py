@@ -205,5 +205,6 @@ def create(entry: ModelEntry, weights: Path | None, options: Mapping[str, Any]) 
         fe = Wav2Vec2FeatureExtractor(sampling_rate=int(entry.input.get("sample_rate", 16000)), do_normalize=True)
     backbone = AudioEncoder(model, fe, folder, layer=int(given.get("layer", -1)), max_seconds=given.get("max_seconds"))
     backbone.augment = augment.settings(given.get("augment"), entry.id, _AUGMENTS)
+    backbone.default_views = augment.FROZEN_VIEWS if backbone.augment else 0
     backbone.eval()
     return backbone

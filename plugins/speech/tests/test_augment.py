@@ -31,6 +31,17 @@ def test_presets_and_named_transforms() -> None:
         augment.settings("noise,reverb", "m")
 
 
+def test_the_default_adds_noise_at_10_to_30_db_snr() -> None:
+    """Noise a frozen probe and a fine-tune should be robust to (speaker-recognition recipes add it at 0-15 dB);
+    quiet enough to change no speaker or word."""
+    light = {k: v for k, v in augment.settings(None, "m").items() if k != "shift"}
+    torch.manual_seed(0)
+    wave = tone()
+    snrs = [10 * np.log10(np.mean(wave ** 2) / np.mean((augment.augment_wave(wave, 16000, light) - wave) ** 2))
+            for _ in range(40)]
+    assert all(9.5 < s < 30.5 for s in snrs) and min(snrs) < 14 and max(snrs) > 26
+
+
 def test_speed_changes_length_pitch_keeps_it_and_moves_the_peak() -> None:
     torch.manual_seed(0)
     wave = tone()

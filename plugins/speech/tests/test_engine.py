@@ -27,6 +27,8 @@ def test_tune_frozen_then_predict_json(voices_set: Path, ge2e_weights: Path, tmp
     assert tuned.returncode == 0, tuned.stderr[-2000:]
     info = json.loads((run / "graft.json").read_text())
     assert info["preprocessing"]["n_mels"] == 40 and info["preprocessing"]["kind"] == "resemblyzer-mel"
+    # small data, no --augment: the probe also fits on views of the adapter's default noise (augment.FROZEN_VIEWS)
+    assert info["config"]["augment_views"] == 4 and "4 augmented view(s)" in tuned.stdout + tuned.stderr
     wav = sorted((voices_set / "en-us-f2").glob("*.wav"))[0]
     predicted = _graft("predict", str(run), str(wav), "--json", "--top", "4")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
