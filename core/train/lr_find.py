@@ -61,28 +61,38 @@ def _skipped(n: int) -> int:
     return min(max(2, n // 10), n - 2)
 
 
+def _valley(lrs: list[float], losses: list[float], first: int, low: int) -> float:
+    """The geometric middle of the stretch the loss falls through on its way to ``losses[low]``.
+
+    The stretch runs from the last point within a tenth of the fall of the starting level (the mean of the
+    ``first`` skipped points) to the first point within a tenth of it of the minimum. No fall: a tenth of the
+    lowest point's lr.
+    """
+    level = sum(losses[:first]) / first
+    fall = level - losses[low]
+    if fall <= 0:
+        return lrs[low] / 10
+    end = next(i for i in range(first, low + 1) if losses[i] <= losses[low] + fall / 10)
+    start = end
+    while start > first and losses[start - 1] < level - fall / 10:
+        start -= 1
+    return math.sqrt(lrs[max(first, start - 1)] * lrs[end])
+
+
 def candidates(lrs: list[float], losses: list[float]) -> dict[str, float]:
     """fastai's three suggestions: ``minimum`` (lowest loss's lr / 10), ``steep`` (fastest fall), ``valley``.
 
     ``valley`` is fastai's default since 2.5: the middle, in log lr, of the stretch the loss falls through. fastai
     finds that stretch as the longest decreasing subsequence, which on a flat, noisy start (a small text set:
-    the loss falls 0.1 nat under +-0.05 of batch noise) reaches deep into the flat part and lands below the fall.
-    Here the stretch is where the smoothed loss falls: from the last point within a tenth of the fall of the
-    starting level (the mean of the skipped points) to the first point within a tenth of it of the minimum.
+    the loss falls 0.1 nat under +-0.05 of batch noise) reaches deep into the flat part and lands below the fall;
+    here the stretch is found from the loss levels (``_valley``).
     """
     first = _skipped(len(lrs))
     logs = [math.log10(v) for v in lrs]
     slopes = {i: (losses[i + 1] - losses[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(first, len(lrs) - 1)}
     low = min(range(first, len(lrs)), key=lambda i: losses[i])
-    level = sum(losses[:first]) / first
-    fall = level - losses[low]
-    end = next(i for i in range(first, low + 1) if losses[i] <= losses[low] + fall / 10)
-    start = end
-    while start > first and losses[start - 1] < level - fall / 10:
-        start -= 1
-    start = max(first, start - 1)
-    valley = math.sqrt(lrs[start] * lrs[end]) if fall > 0 else lrs[low] / 10
-    return {"minimum": lrs[low] / 10, "steep": lrs[min(slopes, key=lambda i: slopes[i])], "valley": valley}
+    return {"minimum": lrs[low] / 10, "steep": lrs[min(slopes, key=lambda i: slopes[i])],
+            "valley": _valley(lrs, losses, first, low)}
 
 
 def suggest(lrs: list[float], losses: list[float]) -> float:
