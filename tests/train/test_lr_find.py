@@ -26,6 +26,12 @@ DIGITS = [2.5955, 2.484, 2.4784, 2.3965, 2.392, 2.3139, 2.3277, 2.367, 2.3266, 2
           2.3615, 2.3727, 2.3752, 2.3581, 2.3806, 2.3624, 2.3216, 2.4019, 2.3349, 2.316, 2.2869, 2.2723, 2.2169,
           2.1454, 2.1656, 2.065, 2.0154, 1.9632, 1.8421, 1.7587, 1.6445, 1.5155, 1.5172, 1.3446, 1.3441, 1.3243,
           1.1618, 1.293, 1.0608, 1.1686, 1.7648, 3.0563, 3.3209, 5.1505]
+#: The same with --policy lora: lowest at 1.2e-2. A tenth of it (1.2e-3) gave 0.932 held out; the middle of the
+#: fall (1.8e-3, a median-of-fastai's-suggestions rule tried here) 0.908.
+DIGITS_LORA = [2.4702, 2.3723, 2.3315, 2.3555, 2.4283, 2.3971, 2.3451, 2.3602, 2.3949, 2.3545, 2.3681, 2.36, 2.3559,
+               2.3339, 2.377, 2.408, 2.3596, 2.3846, 2.3471, 2.3456, 2.3943, 2.3504, 2.3468, 2.3305, 2.3368, 2.3555,
+               2.3024, 2.3008, 2.3079, 2.2383, 2.2047, 2.1886, 2.1487, 2.1483, 2.0345, 1.9628, 1.909, 1.8689, 1.9359,
+               1.823, 1.7969, 1.808, 2.1241, 2.6302, 3.5518, 4.2311, 6.208, 5.9814, 8.5668]
 
 
 def early_bottom() -> list[float]:
@@ -36,13 +42,13 @@ def early_bottom() -> list[float]:
     return flat + fall + ragged + [0.8, 1.2, 1.8, 2.6, 3.0]
 
 
-def test_an_early_bottom_gets_the_middle_of_the_fall_not_a_tenth_of_the_minimum() -> None:
+def test_an_early_bottom_trains_where_the_loss_falls_not_at_a_tenth_of_the_minimum() -> None:
     losses = early_bottom()
     lrs = sweep(len(losses))
     s = suggest(lrs, losses)
-    # the fall runs from lr[20] = 1.1e-4 to lr[30] = 1.2e-3; its middle is 3.5e-4. The old rule (the lower of
-    # steep and a tenth of the minimum's lr) gave 1.2e-4, where the fall has only just begun.
-    assert lrs[23] <= s <= lrs[27], s
+    # the fall runs from lr[20] = 1.1e-4 to lr[30] = 1.2e-3, a fifth of it done at lr[24] = 2.8e-4 (loss 0.68).
+    # The old rule (the lower of steep and a tenth of the minimum's lr) gave 1.2e-4, where it has barely begun.
+    assert s == pytest.approx(lrs[24]), s
     assert s > candidates(lrs, losses)["minimum"] * 2
 
 
@@ -52,30 +58,22 @@ def test_the_text_sweep_trains_inside_its_fall() -> None:
     assert 1.5e-4 <= s <= 5.5e-4, s
 
 
-def test_where_the_minimum_is_the_edge_the_suggestion_stays_a_tenth_of_it() -> None:
-    lrs = sweep(len(DIGITS))
-    found = candidates(lrs, DIGITS)
-    assert found["minimum"] == pytest.approx(lrs[41] / 10)  # lowest at 1.5e-2
-    assert found["valley"] < found["minimum"] < found["steep"]
-    assert suggest(lrs, DIGITS) == found["minimum"]
-
-
-def test_the_valley_skips_a_long_flat_noisy_start() -> None:
-    """fastai's valley (the longest decreasing subsequence) would start deep in the drifting flat part."""
-    losses = early_bottom()
-    lrs = sweep(len(losses))
-    valley = candidates(lrs, losses)["valley"]
-    assert valley == pytest.approx((lrs[20] * lrs[30]) ** 0.5, rel=1e-6)
-
-
-def test_one_wild_candidate_is_outvoted() -> None:
-    """A noise spike right after the fall makes "steep" jump to it; the median keeps the other two's middle."""
-    losses = early_bottom()
-    losses[38], losses[40] = 0.95, 0.62  # a 0.33-nat drop over two points: the steepest slope of the sweep
+@pytest.mark.parametrize(("losses", "lowest"), [(DIGITS, 41), (DIGITS_LORA, 40)], ids=["full", "lora"])
+def test_where_the_minimum_is_the_edge_the_suggestion_stays_a_tenth_of_it(losses: list[float], lowest: int) -> None:
     lrs = sweep(len(losses))
     found = candidates(lrs, losses)
-    assert found["steep"] == pytest.approx(lrs[39])
-    assert suggest(lrs, losses) == sorted(found.values())[1] == found["valley"]
+    assert found["minimum"] == pytest.approx(lrs[lowest] / 10)
+    assert found["falling"] < found["minimum"]
+    assert suggest(lrs, losses) == found["minimum"]
+
+
+def test_a_dip_in_the_flat_start_is_not_the_fall() -> None:
+    """The fall is walked back from the minimum: an early low batch does not make it begin at 1e-5."""
+    losses = early_bottom()
+    losses[10] = 0.66  # below the fifth-of-the-fall level (0.68), 14 points before the fall
+    lrs = sweep(len(losses))
+    assert candidates(lrs, losses)["falling"] == pytest.approx(lrs[24])
+    assert suggest(lrs, losses) == pytest.approx(lrs[24])
 
 
 def test_a_sweep_that_never_falls_suggests_a_tenth_of_its_lowest_point() -> None:
