@@ -242,8 +242,12 @@ def parse_extra(spec: str) -> tuple[str, str, str, Any]:
     switch = {"true": True, "false": False}.get(value.lower()) if sep else True
     if switch is not None:
         return modality, policy, key.replace("-", "_"), switch
-    number = value.replace(".", "", 1).isdigit()
-    return modality, policy, key.replace("-", "_"), (float(value) if "." in value else int(value)) if number else value
+    for number in (int, float):  # augment-views=0 is a count, augment=noise a name
+        try:
+            return modality, policy, key.replace("-", "_"), number(value)
+        except ValueError:
+            pass
+    return modality, policy, key.replace("-", "_"), value
 
 
 def graft_rows(task: Task, out: Path, policies: Sequence[str], epochs: int,

@@ -140,9 +140,11 @@ def range_test(params: list[dict[str, Any]], loader: Iterable[Any], step: Step, 
         if i > 5 and smooth > 4 * best:
             break
         lr *= factor
-    result.suggestion = suggest(result.lrs, result.losses)
     if len(result.lrs) >= 3:
         result.candidates = candidates(result.lrs, result.losses)
+        result.suggestion = max(result.candidates.values())  # what suggest() returns, candidates computed once
+    else:
+        result.suggestion = suggest(result.lrs, result.losses)
     return result
 
 

@@ -314,9 +314,7 @@ def _assign_folds(y: torch.Tensor, n_classes: int, folds: int | None, groups: to
     if groups is None:
         groups = torch.arange(len(y))
     size = int(groups.max()) + 1 if len(groups) else 0
-    first = torch.full((size,), len(groups), dtype=torch.long).scatter_reduce(  # each sample's first row
-        0, groups, torch.arange(len(groups)), reduce="amin")
-    sample_y = y[first]
+    sample_y = torch.zeros(size, dtype=y.dtype).scatter_(0, groups, y)  # a sample's rows share its label
     counts = torch.bincount(sample_y, minlength=n_classes)
     if folds is None:
         folds = FOLDS if len(sample_y) < LARGE else LARGE_FOLDS
